@@ -1,0 +1,210 @@
+/**
+ * The engine (dart-core via the `@dart-rl/node` addon) as an Effect service.
+ *
+ * Every addon call that returns a promise or may throw becomes an Effect whose
+ * error channel holds one of four schema-backed tagged errors, chosen by the
+ * family of the addon's `code` (docs/engine-api.md, "Errors"):
+ *
+ * - `EngineInputError`  bad arguments: DART_INVALID_ARGUMENT, DART_SHAPE,
+ *                       DART_MISSING_TENSOR, DART_UNKNOWN_SLOT, DART_CONFIG
+ * - `EngineIoError`     DART_IO
+ * - `EngineStateError`  DART_STATE (e.g. backward without forward), DART_NON_FINITE
+ * - `EngineDefect`      DART_PANIC (a caught Rust panic) or DART_UNKNOWN (an error
+ *                       without a DART code, e.g. the addon is not built)
+ *
+ * The native engine is stateful (backward refers to the latest forward), so one
+ * engine must not be driven by several fibers at once.
+ */
+import { Context, Effect, Layer, Schema } from "effect"
+import {
+  type AdapterSpec,
+  type EngineOptions,
+  loadNative,
+  type NativeEngine,
+  type StepOptions,
+  type StepReport
+} from "./native.ts"
+
+export type { AdapterSpec, EngineOptions, LoraTarget, NativeEngine, SlotReport, StepOptions, StepReport } from "./native.ts"
+export { LORA_TARGETS } from "./native.ts"
+
+// ---------------------------------------------------------------------------
+// Errors
+
+export const InputErrorCode = Schema.Literals([
+  "DART_INVALID_ARGUMENT",
+  "DART_SHAPE",
+  "DART_MISSING_TENSOR",
+  "DART_UNKNOWN_SLOT",
+  "DART_CONFIG"
+])
+export const IoErrorCode = Schema.Literals(["DART_IO"])
+export const StateErrorCode = Schema.Literals(["DART_STATE", "DART_NON_FINITE"])
+export const DefectCode = Schema.Literals(["DART_PANIC", "DART_UNKNOWN"])
+
+const errorFields = {
+  /** The engine operation that failed, e.g. "forward". */
+  op: Schema.String,
+  message: Schema.String
+}
+
+export class EngineInputError extends Schema.TaggedError<EngineInputError>()("EngineInputError", {
+  code: InputErrorCode,
+  ...errorFields
+}) {}
+
+export class EngineIoError extends Schema.TaggedError<EngineIoError>()("EngineIoError", {
+  code: IoErrorCode,
+  ...errorFields
+}) {}
+
+export class EngineStateError extends Schema.TaggedError<EngineStateError>()("EngineStateError", {
+  code: StateErrorCode,
+  ...errorFields
+}) {}
+
+export class EngineDefect extends Schema.TaggedError<EngineDefect>()("EngineDefect", {
+  code: DefectCode,
+  ...errorFields
+}) {}
+
+export type EngineError = EngineInputError | EngineIoError | EngineStateError | EngineDefect
+export type EngineErrorCode = EngineError["code"]
+
+const isIn = <const L extends ReadonlyArray<string>>(literals: L, code: string): code is L[number] =>
+  (literals as ReadonlyArray<string>).includes(code)
+
+/** Maps anything the addon throws or rejects with to a typed engine error. */
+export const toEngineError = (op: string) => (cause: unknown): EngineError => {
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : ""
+  const message = cause instanceof Error ? cause.message : String(cause)
+  if (isIn(InputErrorCode.literals, code)) return new EngineInputError({ op, code, message })
+  if (isIn(IoErrorCode.literals, code)) return new EngineIoError({ op, code, message })
+  if (isIn(StateErrorCode.literals, code)) return new EngineStateError({ op, code, message })
+  if (code === "DART_PANIC") return new EngineDefect({ op, code, message })
+  return new EngineDefect({ op, code: "DART_UNKNOWN", message: code ? `${code}: ${message}` : message })
+}
+
+const attempt = <A>(op: string, f: () => A): Effect.Effect<A, EngineError> =>
+  Effect.try({ try: f, catch: toEngineError(op) })
+
+const attemptPromise = <A>(op: string, f: () => Promise<A>): Effect.Effect<A, EngineError> =>
+  Effect.tryPromise({ try: f, catch: toEngineError(op) })
+
+// ---------------------------------------------------------------------------
+// Model config (the Hugging Face config.json fields the engine reads)
+
+export const ModelConfig = Schema.Struct({
+  model_type: Schema.optional(Schema.String),
+  architectures: Schema.optional(Schema.Array(Schema.String)),
+  vocab_size: Schema.Int,
+  hidden_size: Schema.Int,
+  intermediate_size: Schema.Int,
+  num_hidden_layers: Schema.Int,
+  num_attention_heads: Schema.Int,
+  num_key_value_heads: Schema.optional(Schema.Int),
+  head_dim: Schema.optional(Schema.Int),
+  rms_norm_eps: Schema.optional(Schema.Finite),
+  rope_theta: Schema.optional(Schema.Finite),
+  tie_word_embeddings: Schema.optional(Schema.Boolean),
+  attention_bias: Schema.optional(Schema.Boolean),
+  max_position_embeddings: Schema.optional(Schema.Int),
+  hidden_act: Schema.optional(Schema.String)
+})
+export type ModelConfig = typeof ModelConfig.Type
+
+// ---------------------------------------------------------------------------
+// Service
+
+/** Sequences packed end to end; `routes[t]` = slot that writes token t, -1 = base. */
+export interface Batch {
+  readonly tokens: Int32Array
+  readonly seqLens: Int32Array
+  readonly routes: Int32Array
+}
+
+export interface EngineShape {
+  /** The addon object itself, for what this wrapper does not cover. */
+  readonly native: NativeEngine
+  readonly configJson: Effect.Effect<string, EngineError>
+  readonly addAdapter: (spec: AdapterSpec) => Effect.Effect<number, EngineError>
+  readonly numAdapters: Effect.Effect<number, EngineError>
+  readonly setTrainBase: (on: boolean) => Effect.Effect<void, EngineError>
+  /** Per-token logprobs of the given tokens (0 at each sequence start). */
+  readonly forward: (batch: Batch) => Effect.Effect<Float32Array, EngineError>
+  /** Accumulates gradients for dL/dlogp (same layout as the latest forward). */
+  readonly backward: (dLdlogp: Float32Array) => Effect.Effect<void, EngineError>
+  readonly zeroGrad: Effect.Effect<void, EngineError>
+  readonly step: (options: StepOptions) => Effect.Effect<StepReport, EngineError>
+  readonly adapterTensors: (slot: number) => Effect.Effect<Record<string, Float32Array>, EngineError>
+  readonly adapterGrads: (slot: number) => Effect.Effect<Record<string, Float32Array>, EngineError>
+  readonly setAdapterTensor: (slot: number, name: string, data: Float32Array) => Effect.Effect<void, EngineError>
+  readonly baseTensor: (name: string) => Effect.Effect<Float32Array, EngineError>
+  readonly saveAdapter: (slot: number, dir: string) => Effect.Effect<void, EngineError>
+  readonly loadAdapter: (dir: string) => Effect.Effect<number, EngineError>
+  readonly saveState: (dir: string) => Effect.Effect<void, EngineError>
+  readonly loadState: (dir: string) => Effect.Effect<void, EngineError>
+}
+
+export class Engine extends Context.Service<Engine, EngineShape>()("@dart-rl/ts/Engine") {}
+
+/** Wraps an addon engine instance. */
+export const make = (native: NativeEngine): EngineShape => ({
+  native,
+  configJson: attempt("configJson", () => native.configJson()),
+  addAdapter: (spec) => attempt("addAdapter", () => native.addAdapter(spec)),
+  numAdapters: attempt("numAdapters", () => native.numAdapters()),
+  setTrainBase: (on) => attempt("setTrainBase", () => native.setTrainBase(on)),
+  forward: ({ routes, seqLens, tokens }) => attemptPromise("forward", () => native.forward(tokens, seqLens, routes)),
+  backward: (dLdlogp) => attemptPromise("backward", () => native.backward(dLdlogp)),
+  zeroGrad: attempt("zeroGrad", () => native.zeroGrad()),
+  step: (options) => attemptPromise("step", () => native.step(options)),
+  adapterTensors: (slot) => attempt("adapterTensors", () => native.adapterTensors(slot)),
+  adapterGrads: (slot) => attempt("adapterGrads", () => native.adapterGrads(slot)),
+  setAdapterTensor: (slot, name, data) => attempt("setAdapterTensor", () => native.setAdapterTensor(slot, name, data)),
+  baseTensor: (name) => attempt("baseTensor", () => native.baseTensor(name)),
+  saveAdapter: (slot, dir) => attemptPromise("saveAdapter", () => native.saveAdapter(slot, dir)),
+  loadAdapter: (dir) => attemptPromise("loadAdapter", () => native.loadAdapter(dir)),
+  saveState: (dir) => attemptPromise("saveState", () => native.saveState(dir)),
+  loadState: (dir) => attemptPromise("loadState", () => native.loadState(dir))
+})
+
+/** An engine over a Hugging Face model folder (config.json + safetensors). */
+export const load = (dir: string, options?: EngineOptions): Effect.Effect<EngineShape, EngineError> =>
+  attemptPromise("load", () => loadNative().Engine.load(dir, options)).pipe(Effect.map(make))
+
+/** An engine over a randomly initialised model of the given architecture. */
+export const random = (
+  config: ModelConfig,
+  seed: number,
+  options?: EngineOptions
+): Effect.Effect<EngineShape, EngineError> =>
+  attempt("random", () => loadNative().Engine.random(JSON.stringify(config), seed, options)).pipe(Effect.map(make))
+
+/** Provides `Engine` from a model folder. */
+export const layerLoad = (dir: string, options?: EngineOptions): Layer.Layer<Engine, EngineError> =>
+  Layer.effect(Engine)(load(dir, options))
+
+/** Provides `Engine` from a random model (tests, demos). */
+export const layerRandom = (
+  config: ModelConfig,
+  seed: number,
+  options?: EngineOptions
+): Layer.Layer<Engine, EngineError> => Layer.effect(Engine)(random(config, seed, options))
+
+/** A tiny Qwen2-shaped architecture for tests and demos. */
+export const tinyQwen2Config: ModelConfig = {
+  model_type: "qwen2",
+  architectures: ["Qwen2ForCausalLM"],
+  vocab_size: 64,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  max_position_embeddings: 512,
+  hidden_act: "silu"
+}
