@@ -1,0 +1,121 @@
+//! Dense matrix multiply through the `gemm` crate (no hand-rolled BLAS).
+//! Row-major storage; transposes are expressed as strides, never copies.
+use crate::float::Float;
+use gemm::Parallelism;
+
+/// Work below this many multiply-adds runs on one thread: spawning costs more.
+const PARALLEL_THRESHOLD: usize = 64 * 64 * 64;
+
+/// C[m,n] (+)= op(A) op(B). A is stored [m,k] (or [k,m] when `ta`),
+/// B is stored [k,n] (or [n,k] when `tb`). `accumulate` adds into C.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul<T: Float>(
+    c: &mut [T],
+    a: &[T],
+    b: &[T],
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    accumulate: bool,
+) {
+    assert!(c.len() >= m * n, "matmul: c has {} < {}x{}", c.len(), m, n);
+    assert!(a.len() >= m * k, "matmul: a has {} < {}x{}", a.len(), m, k);
+    assert!(b.len() >= k * n, "matmul: b has {} < {}x{}", b.len(), k, n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].iter_mut().for_each(|x| *x = T::zero());
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let par = if m * n * k >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the asserts above bound every index gemm touches given these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Plain triple loop, the reference the GEMM path is tested against.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_reference<T: Float>(
+    c: &mut [T],
+    a: &[T],
+    b: &[T],
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    accumulate: bool,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = T::zero();
+            for p in 0..k {
+                let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                s += av * bv;
+            }
+            if accumulate {
+                c[i * n + j] += s;
+            } else {
+                c[i * n + j] = s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::rand_vec;
+
+    #[test]
+    fn gemm_matches_reference_for_all_transposes() {
+        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (17, 9, 33), (70, 65, 80)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let a = rand_vec::<f64>(m * k, 1);
+                    let b = rand_vec::<f64>(k * n, 2);
+                    let mut c1 = rand_vec::<f64>(m * n, 3);
+                    let mut c2 = c1.clone();
+                    matmul(&mut c1, &a, &b, m, n, k, ta, tb, true);
+                    matmul_reference(&mut c2, &a, &b, m, n, k, ta, tb, true);
+                    for (x, y) in c1.iter().zip(&c2) {
+                        assert!((x - y).abs() < 1e-10, "{m}x{n}x{k} ta={ta} tb={tb}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! CPU reference ops: each op's forward and backward live side by side in
+//! one file, with a finite-difference test in f64.
+pub mod attention;
+pub mod embedding;
+pub mod linear;
+pub mod logprob;
+pub mod lora;
+pub mod matmul;
+pub mod rmsnorm;
+pub mod rope;
+pub mod swiglu;
