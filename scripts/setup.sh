@@ -8,7 +8,7 @@
 set -euo pipefail
 
 NODE_VERSION=22.21.1
-PNPM_VERSION=12.4.2
+PNPM_VERSION=10.34.9
 NODE_PREFIX=/opt/dart-rl/node22
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
