@@ -18,13 +18,18 @@ pub struct ModelConfig {
     pub head_dim: Option<usize>,
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
-    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    /// transformers 5 writes {rope_theta, rope_type} here.
+    #[serde(default)]
+    pub rope_parameters: Option<serde_json::Value>,
     #[serde(default)]
     pub tie_word_embeddings: bool,
     /// Llama's name for q/k/v/o bias; Qwen2 always has q/k/v bias.
     #[serde(default)]
     pub attention_bias: Option<bool>,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
     #[serde(default = "default_max_pos")]
     pub max_position_embeddings: usize,
     #[serde(default)]
@@ -33,9 +38,6 @@ pub struct ModelConfig {
 
 fn default_eps() -> f64 {
     1e-6
-}
-fn default_theta() -> f64 {
-    10000.0
 }
 fn default_max_pos() -> usize {
     4096
@@ -51,6 +53,12 @@ impl ModelConfig {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn rope_theta(&self) -> f64 {
+        self.rope_theta
+            .or_else(|| self.rope_parameters.as_ref()?.get("rope_theta")?.as_f64())
+            .unwrap_or(10000.0)
     }
 
     pub fn kv_heads(&self) -> usize {
@@ -117,7 +125,13 @@ impl ModelConfig {
                 self.hidden_size, self.num_attention_heads
             )));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        for rp in [&self.rope_parameters, &self.rope_scaling].into_iter().flatten() {
+            let kind = rp.get("rope_type").or_else(|| rp.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+            if kind != "default" {
+                return Err(DartError::Config(format!("rope_type = {kind:?}, expected \"default\" (scaled RoPE is not supported)")));
+            }
+        }
+        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta() > 0.0) {
             return Err(DartError::Config("rms_norm_eps and rope_theta must be > 0".into()));
         }
         Ok(())

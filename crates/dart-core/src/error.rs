@@ -10,8 +10,8 @@ pub enum DartError {
     Shape(String),
     #[error("missing tensor: {0}")]
     MissingTensor(String),
-    #[error("unknown slot {slot}: expected -1 (base) or 0..{count}")]
-    UnknownSlot { slot: i64, count: usize },
+    #[error("unknown slot: {0}")]
+    UnknownSlot(String),
     #[error("non-finite value: {0}")]
     NonFinite(String),
     #[error("i/o error: {0}")]
@@ -28,7 +28,7 @@ impl DartError {
             DartError::InvalidArgument(_) => "DART_INVALID_ARGUMENT",
             DartError::Shape(_) => "DART_SHAPE",
             DartError::MissingTensor(_) => "DART_MISSING_TENSOR",
-            DartError::UnknownSlot { .. } => "DART_UNKNOWN_SLOT",
+            DartError::UnknownSlot(_) => "DART_UNKNOWN_SLOT",
             DartError::NonFinite(_) => "DART_NON_FINITE",
             DartError::Io(_) => "DART_IO",
             DartError::Config(_) => "DART_CONFIG",

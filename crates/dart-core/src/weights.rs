@@ -1,0 +1,197 @@
+//! The base model's parameters with their Hugging Face names and shapes.
+//! One fixed order (`names_shapes` / `fields` / `fields_mut`) serves loading,
+//! saving, gradients and the optimizer.
+use crate::config::ModelConfig;
+use crate::float::Float;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+/// The seven projections LoRA can target, in PEFT's module names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proj {
+    Q = 0,
+    K = 1,
+    V = 2,
+    O = 3,
+    Gate = 4,
+    Up = 5,
+    Down = 6,
+}
+
+pub const PROJS: [Proj; 7] = [Proj::Q, Proj::K, Proj::V, Proj::O, Proj::Gate, Proj::Up, Proj::Down];
+pub const PROJ_NAMES: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+impl Proj {
+    pub fn name(self) -> &'static str {
+        PROJ_NAMES[self as usize]
+    }
+    pub fn from_name(s: &str) -> Option<Proj> {
+        PROJ_NAMES.iter().position(|&n| n == s).map(|i| PROJS[i])
+    }
+    /// "self_attn" or "mlp": the parent module in HF/PEFT names.
+    pub fn module(self) -> &'static str {
+        if (self as usize) < 4 {
+            "self_attn"
+        } else {
+            "mlp"
+        }
+    }
+    /// (in, out) features.
+    pub fn dims(self, c: &ModelConfig) -> (usize, usize) {
+        let (d, hd) = (c.hidden_size, c.head_dim());
+        match self {
+            Proj::Q => (d, c.num_attention_heads * hd),
+            Proj::K | Proj::V => (d, c.kv_heads() * hd),
+            Proj::O => (c.num_attention_heads * hd, d),
+            Proj::Gate | Proj::Up => (d, c.intermediate_size),
+            Proj::Down => (c.intermediate_size, d),
+        }
+    }
+    pub fn has_bias(self, c: &ModelConfig) -> bool {
+        match self {
+            Proj::Q | Proj::K | Proj::V => c.qkv_bias(),
+            Proj::O => c.o_bias(),
+            _ => false,
+        }
+    }
+}
+
+pub struct Linear<T> {
+    pub w: Vec<T>,
+    pub b: Option<Vec<T>>,
+}
+
+pub struct Layer<T> {
+    pub input_norm: Vec<T>,
+    pub post_norm: Vec<T>,
+    pub proj: Vec<Linear<T>>,
+}
+
+pub struct Weights<T> {
+    pub embed: Vec<T>,
+    pub layers: Vec<Layer<T>>,
+    pub norm: Vec<T>,
+    /// None when the embeddings are tied.
+    pub lm_head: Option<Vec<T>>,
+}
+
+impl<T: Float> Weights<T> {
+    /// HF names and shapes, in the order of `fields`.
+    pub fn names_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+        let d = c.hidden_size;
+        let mut v = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, d])];
+        for l in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            v.push((format!("{p}.input_layernorm.weight"), vec![d]));
+            v.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+            for pr in PROJS {
+                let (i, o) = pr.dims(c);
+                v.push((format!("{p}.{}.{}.weight", pr.module(), pr.name()), vec![o, i]));
+                if pr.has_bias(c) {
+                    v.push((format!("{p}.{}.{}.bias", pr.module(), pr.name()), vec![o]));
+                }
+            }
+        }
+        v.push(("model.norm.weight".to_string(), vec![d]));
+        if !c.tie_word_embeddings {
+            v.push(("lm_head.weight".to_string(), vec![c.vocab_size, d]));
+        }
+        v
+    }
+
+    /// Builds weights from a function of (name, shape), in `names_shapes` order.
+    pub fn build(c: &ModelConfig, mut f: impl FnMut(&str, &[usize]) -> crate::Result<Vec<T>>) -> crate::Result<Self> {
+        let ns = Self::names_shapes(c);
+        let mut it = ns.iter();
+        let mut next = || {
+            let (n, s) = it.next().expect("names_shapes covers every field");
+            f(n, s)
+        };
+        let embed = next()?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for _ in 0..c.num_hidden_layers {
+            let input_norm = next()?;
+            let post_norm = next()?;
+            let mut proj = Vec::with_capacity(7);
+            for pr in PROJS {
+                let w = next()?;
+                let b = if pr.has_bias(c) { Some(next()?) } else { None };
+                proj.push(Linear { w, b });
+            }
+            layers.push(Layer { input_norm, post_norm, proj });
+        }
+        let norm = next()?;
+        let lm_head = if c.tie_word_embeddings { None } else { Some(next()?) };
+        Ok(Weights { embed, layers, norm, lm_head })
+    }
+
+    pub fn zeros(c: &ModelConfig) -> Self {
+        Self::build(c, |_, s| Ok(vec![T::zero(); s.iter().product()])).expect("zeros cannot fail")
+    }
+
+    /// Seeded random init: linear weights N(0, 1/sqrt(in)), biases N(0, 0.02),
+    /// embeddings N(0, 1/sqrt(d)), norms 1.
+    pub fn random(c: &ModelConfig, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Self::build(c, |name, shape| {
+            let n: usize = shape.iter().product();
+            if name.ends_with("norm.weight") {
+                return Ok(vec![T::one(); n]);
+            }
+            let std = if name.ends_with(".bias") {
+                0.02
+            } else if name.contains("embed_tokens") || name.starts_with("lm_head") {
+                1.0 / (c.hidden_size as f64).sqrt()
+            } else {
+                1.0 / (shape[1] as f64).sqrt()
+            };
+            let dist = Normal::new(0.0, std).expect("std > 0");
+            Ok((0..n).map(|_| T::from_f64(dist.sample(&mut rng))).collect())
+        })
+        .expect("random cannot fail")
+    }
+
+    pub fn fields(&self) -> Vec<&Vec<T>> {
+        let mut v = vec![&self.embed];
+        for l in &self.layers {
+            v.push(&l.input_norm);
+            v.push(&l.post_norm);
+            for p in &l.proj {
+                v.push(&p.w);
+                if let Some(b) = &p.b {
+                    v.push(b);
+                }
+            }
+        }
+        v.push(&self.norm);
+        if let Some(h) = &self.lm_head {
+            v.push(h);
+        }
+        v
+    }
+
+    pub fn fields_mut(&mut self) -> Vec<&mut Vec<T>> {
+        let mut v = vec![&mut self.embed];
+        for l in &mut self.layers {
+            v.push(&mut l.input_norm);
+            v.push(&mut l.post_norm);
+            for p in &mut l.proj {
+                v.push(&mut p.w);
+                if let Some(b) = &mut p.b {
+                    v.push(b);
+                }
+            }
+        }
+        v.push(&mut self.norm);
+        if let Some(h) = &mut self.lm_head {
+            v.push(h);
+        }
+        v
+    }
+
+    /// The LM head: its own matrix, or the embeddings when tied.
+    pub fn head(&self) -> &[T] {
+        self.lm_head.as_deref().unwrap_or(&self.embed)
+    }
+}

@@ -1,0 +1,394 @@
+//! napi-rs v3 bindings of dart-core. Heavy calls run as `AsyncTask`s on the
+//! libuv pool (off the JS thread); every failure, panics included, reaches JS
+//! as an `Error` whose `code` is a stable DART_* string (docs/engine-api.md).
+use dart_core::adapter::parse_targets;
+use dart_core::checkpoint;
+use dart_core::{AdamW, AdapterSpec, DartError, EngineOptions, ModelConfig, SlotReport, StepOptions};
+use napi::bindgen_prelude::*;
+use napi::{Env, JsError};
+use napi_derive::napi;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+type CoreEngine = dart_core::Engine<f32>;
+
+/// A DART_* code as the napi error status, so JS sees it as `error.code`.
+pub struct Code(&'static str);
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs engine code, turning a panic into a DART_PANIC error value.
+fn guard<T>(f: impl FnOnce() -> dart_core::Result<T>) -> std::result::Result<T, (&'static str, String)> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err((e.code(), e.to_string())),
+        Err(p) => Err(("DART_PANIC", format!("internal panic (please report): {}", panic_message(p)))),
+    }
+}
+
+fn sync<T>(f: impl FnOnce() -> dart_core::Result<T>) -> Result<T, Code> {
+    guard(f).map_err(|(c, m)| Error::new(Code(c), m))
+}
+
+fn lock(e: &Mutex<CoreEngine>) -> MutexGuard<'_, CoreEngine> {
+    // A panic inside an earlier call was already reported as DART_PANIC.
+    e.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn options(o: Option<JsEngineOptions>) -> dart_core::Result<EngineOptions> {
+    let o = o.unwrap_or_default();
+    if let Some(b) = &o.backend {
+        if b != "cpu" {
+            return Err(DartError::InvalidArgument(format!("backend = {b:?}, expected \"cpu\"")));
+        }
+    }
+    let threads = match o.threads {
+        Some(t) if !(0.0..=1024.0).contains(&t) || t.fract() != 0.0 => {
+            return Err(DartError::InvalidArgument(format!("threads = {t}, expected an integer in 0..=1024 (0 = all cores)")))
+        }
+        Some(t) => t as usize,
+        None => 0,
+    };
+    let seed = o.seed.unwrap_or(0.0);
+    if seed < 0.0 || seed.fract() != 0.0 || seed > 9007199254740991.0 {
+        return Err(DartError::InvalidArgument(format!("seed = {seed}, expected a non-negative integer")));
+    }
+    Ok(EngineOptions { threads, seed: seed as u64 })
+}
+
+fn non_negative_int(what: &str, v: f64) -> dart_core::Result<u64> {
+    if v < 0.0 || v.fract() != 0.0 || !v.is_finite() || v > 9007199254740991.0 {
+        return Err(DartError::InvalidArgument(format!("{what} = {v}, expected a non-negative integer")));
+    }
+    Ok(v as u64)
+}
+
+fn slot_index(slot: i32) -> dart_core::Result<usize> {
+    usize::try_from(slot).map_err(|_| DartError::UnknownSlot(format!("slot {slot}, expected a slot index >= 0")))
+}
+
+/// A task on the libuv pool. The core error is kept so `reject` can build a
+/// JS error with the right code on the JS thread.
+pub struct EngineTask<O: Send + 'static, J: ToNapiValue + TypeName> {
+    work: Option<Box<dyn FnOnce() -> dart_core::Result<O> + Send>>,
+    finish: fn(Env, O) -> Result<J>,
+    failure: Option<(&'static str, String)>,
+}
+
+impl<O: Send + 'static, J: ToNapiValue + TypeName> Task for EngineTask<O, J> {
+    type Output = O;
+    type JsValue = J;
+
+    fn compute(&mut self) -> Result<O> {
+        let work = self.work.take().ok_or_else(|| Error::from_reason("task ran twice"))?;
+        guard(work).map_err(|f| {
+            let reason = f.1.clone();
+            self.failure = Some(f);
+            Error::from_reason(reason)
+        })
+    }
+
+    fn resolve(&mut self, env: Env, output: O) -> Result<J> {
+        (self.finish)(env, output)
+    }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<J> {
+        let (code, msg) = self.failure.take().unwrap_or(("DART_PANIC", err.reason.clone()));
+        let js = JsError::from(Error::new(Code(code), msg)).into_unknown(env);
+        Err(Error::from(js))
+    }
+}
+
+fn task<O: Send + 'static, J: ToNapiValue + TypeName>(
+    work: impl FnOnce() -> dart_core::Result<O> + Send + 'static,
+    finish: fn(Env, O) -> Result<J>,
+) -> AsyncTask<EngineTask<O, J>> {
+    AsyncTask::new(EngineTask { work: Some(Box::new(work)), finish, failure: None })
+}
+
+fn unit(_: Env, _: ()) -> Result<()> {
+    Ok(())
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct JsEngineOptions {
+    /// Worker threads; 0 or absent = all cores.
+    pub threads: Option<f64>,
+    /// "cpu" (the only backend in this build).
+    pub backend: Option<String>,
+    /// Seed of the engine RNG.
+    pub seed: Option<f64>,
+}
+
+#[napi(object)]
+pub struct JsAdapterSpec {
+    pub rank: u32,
+    pub alpha: f64,
+    /// Subset of q_proj k_proj v_proj o_proj gate_proj up_proj down_proj.
+    pub targets: Vec<String>,
+    pub seed: f64,
+    /// Std of the initial B; 0 (default) = B starts at zero.
+    pub b_init_std: Option<f64>,
+    pub use_rslora: Option<bool>,
+}
+
+#[napi(object)]
+pub struct JsStepOptions {
+    pub lr: f64,
+    pub beta1: Option<f64>,
+    pub beta2: Option<f64>,
+    pub eps: Option<f64>,
+    pub weight_decay: Option<f64>,
+    /// 0 or absent = no clipping.
+    pub max_grad_norm: Option<f64>,
+    /// Default: every slot.
+    pub slots: Option<Vec<u32>>,
+}
+
+#[napi(object)]
+pub struct JsSlotReport {
+    /// Slot index, -1 for the base model.
+    pub slot: i32,
+    pub tokens: u32,
+    pub grad_norm: f64,
+    pub clipped: bool,
+    pub updated: bool,
+}
+
+#[napi(object)]
+pub struct JsStepReport {
+    pub slots: Vec<JsSlotReport>,
+    pub base: Option<JsSlotReport>,
+}
+
+fn report(r: SlotReport) -> JsSlotReport {
+    JsSlotReport { slot: r.slot, tokens: r.tokens as u32, grad_norm: r.grad_norm, clipped: r.clipped, updated: r.updated }
+}
+
+/// The dart-rl engine: a frozen base model with K routed LoRA slots.
+#[napi(js_name = "Engine")]
+pub struct JsEngine {
+    inner: Arc<Mutex<CoreEngine>>,
+    source: String,
+}
+
+#[napi]
+impl JsEngine {
+    /// Loads a Hugging Face model folder (config.json + safetensors).
+    #[napi(ts_return_type = "Promise<Engine>")]
+    pub fn load(dir: String, opts: Option<JsEngineOptions>) -> AsyncTask<EngineTask<(CoreEngine, String), JsEngine>> {
+        task(
+            move || {
+                let opts = options(opts)?;
+                let e = checkpoint::load_model::<f32>(&PathBuf::from(&dir), &opts)?;
+                Ok((e, dir))
+            },
+            |_, (e, dir)| Ok(JsEngine { inner: Arc::new(Mutex::new(e)), source: dir }),
+        )
+    }
+
+    /// A seeded random model from the text of a config.json.
+    #[napi(factory)]
+    pub fn random(config_json: String, seed: f64, opts: Option<JsEngineOptions>) -> Result<JsEngine, Code> {
+        sync(|| {
+            let cfg = ModelConfig::from_json(&config_json)?;
+            let seed = non_negative_int("seed", seed)?;
+            let e = CoreEngine::random(cfg, seed, &options(opts)?)?;
+            Ok(JsEngine { inner: Arc::new(Mutex::new(e)), source: format!("random:{seed}") })
+        })
+    }
+
+    /// The model config as JSON (Hugging Face field names).
+    #[napi]
+    pub fn config_json(&self) -> String {
+        lock(&self.inner).config().to_json()
+    }
+
+    /// Adds a LoRA slot; returns its index.
+    #[napi]
+    pub fn add_adapter(&self, spec: JsAdapterSpec) -> Result<u32, Code> {
+        sync(|| {
+            let refs: Vec<&str> = spec.targets.iter().map(String::as_str).collect();
+            let s = AdapterSpec {
+                rank: spec.rank as usize,
+                alpha: spec.alpha,
+                targets: parse_targets(&refs)?,
+                seed: non_negative_int("seed", spec.seed)?,
+                b_init_std: spec.b_init_std.unwrap_or(0.0),
+                use_rslora: spec.use_rslora.unwrap_or(false),
+            };
+            Ok(lock(&self.inner).add_adapter(s)? as u32)
+        })
+    }
+
+    #[napi]
+    pub fn num_adapters(&self) -> u32 {
+        lock(&self.inner).num_adapters() as u32
+    }
+
+    /// Full-parameter training of the base model (off: the backbone is frozen).
+    #[napi]
+    pub fn set_train_base(&self, on: bool) {
+        lock(&self.inner).set_train_base(on)
+    }
+
+    /// Logprob of every token (writer convention); 0 at sequence starts.
+    #[napi(ts_return_type = "Promise<Float32Array>")]
+    pub fn forward(&self, tokens: Int32Array, seq_lens: Int32Array, routes: Int32Array) -> AsyncTask<EngineTask<Vec<f32>, Float32Array>> {
+        let inner = self.inner.clone();
+        let (tokens, seq_lens, routes) = (tokens.to_vec(), seq_lens.to_vec(), routes.to_vec());
+        task(move || lock(&inner).forward(&tokens, &seq_lens, &routes), |_, v| Ok(Float32Array::new(v)))
+    }
+
+    /// Accumulates gradients of sum_t dLdlogp[t] * logp[t] from the last forward.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn backward(&self, dl_dlogp: Float32Array) -> AsyncTask<EngineTask<(), ()>> {
+        let inner = self.inner.clone();
+        let g = dl_dlogp.to_vec();
+        task(move || lock(&inner).backward(&g), unit)
+    }
+
+    #[napi]
+    pub fn zero_grad(&self) {
+        lock(&self.inner).zero_grad()
+    }
+
+    /// AdamW per slot; slots that received no token keep their state bit for bit.
+    #[napi(ts_return_type = "Promise<StepReport>")]
+    pub fn step(&self, options: JsStepOptions) -> AsyncTask<EngineTask<(Vec<SlotReport>, Option<SlotReport>), JsStepReport>> {
+        let inner = self.inner.clone();
+        let d = AdamW::default();
+        let adamw = AdamW {
+            lr: options.lr,
+            beta1: options.beta1.unwrap_or(d.beta1),
+            beta2: options.beta2.unwrap_or(d.beta2),
+            eps: options.eps.unwrap_or(d.eps),
+            weight_decay: options.weight_decay.unwrap_or(d.weight_decay),
+            max_grad_norm: options.max_grad_norm.unwrap_or(0.0),
+        };
+        let slots = options.slots.map(|s| s.into_iter().map(|x| x as usize).collect());
+        task(move || lock(&inner).step(&StepOptions { adamw, slots }), |_, (s, b)| {
+            Ok(JsStepReport { slots: s.into_iter().map(report).collect(), base: b.map(report) })
+        })
+    }
+
+    /// The slot's LoRA tensors by PEFT name (copies).
+    #[napi(ts_return_type = "Record<string, Float32Array>")]
+    pub fn adapter_tensors(&self, slot: i32) -> Result<HashMap<String, Float32Array>, Code> {
+        sync(|| {
+            let e = lock(&self.inner);
+            let a = e.adapter(slot_index(slot)?)?;
+            Ok(a.names_shapes().into_iter().zip(a.params()).map(|((n, _), p)| (n, Float32Array::new(p.clone()))).collect())
+        })
+    }
+
+    /// The slot's accumulated gradients by PEFT name (copies).
+    #[napi(ts_return_type = "Record<string, Float32Array>")]
+    pub fn adapter_grads(&self, slot: i32) -> Result<HashMap<String, Float32Array>, Code> {
+        sync(|| {
+            let e = lock(&self.inner);
+            let a = e.adapter(slot_index(slot)?)?;
+            Ok(a.names_shapes().into_iter().zip(a.grads()).map(|((n, _), p)| (n, Float32Array::new(p.clone()))).collect())
+        })
+    }
+
+    /// Optimizer moments of a slot by PEFT name: { step, m: {...}, v: {...} } flattened
+    /// as "<name>.exp_avg" / "<name>.exp_avg_sq" plus "step" as a 1-element array.
+    #[napi(ts_return_type = "Record<string, Float32Array>")]
+    pub fn optimizer_state(&self, slot: i32) -> Result<HashMap<String, Float32Array>, Code> {
+        sync(|| {
+            let e = lock(&self.inner);
+            let s = slot_index(slot)?;
+            let names = e.adapter(s)?.names_shapes();
+            let st = e.optimizer_state(s)?;
+            let mut out = HashMap::new();
+            for (i, (n, _)) in names.into_iter().enumerate() {
+                out.insert(format!("{n}.exp_avg"), Float32Array::new(st.m[i].clone()));
+                out.insert(format!("{n}.exp_avg_sq"), Float32Array::new(st.v[i].clone()));
+            }
+            out.insert("step".into(), Float32Array::new(vec![st.step as f32]));
+            Ok(out)
+        })
+    }
+
+    /// Overwrites one LoRA tensor of a slot (PEFT name, same length).
+    #[napi]
+    pub fn set_adapter_tensor(&self, slot: i32, name: String, data: Float32Array) -> Result<(), Code> {
+        sync(|| {
+            let mut e = lock(&self.inner);
+            let t = e.adapter_mut(slot_index(slot)?)?.tensor_mut(&name)?;
+            if t.len() != data.len() {
+                return Err(DartError::Shape(format!("{name}: got {} values, expected {}", data.len(), t.len())));
+            }
+            if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+                return Err(DartError::NonFinite(format!("{name}[{i}] = {}, expected a finite number", data[i])));
+            }
+            t.copy_from_slice(&data);
+            Ok(())
+        })
+    }
+
+    /// A base model tensor by Hugging Face name (a copy).
+    #[napi]
+    pub fn base_tensor(&self, name: String) -> Result<Float32Array, Code> {
+        sync(|| {
+            let e = lock(&self.inner);
+            let names = dart_core::weights::Weights::<f32>::names_shapes(e.config());
+            let i = names.iter().position(|(n, _)| *n == name).ok_or_else(|| {
+                DartError::MissingTensor(format!("{name:?} is not a tensor of this model (e.g. {:?})", names[0].0))
+            })?;
+            Ok(Float32Array::new(e.weights().fields()[i].clone()))
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn save_adapter(&self, slot: i32, dir: String) -> AsyncTask<EngineTask<(), ()>> {
+        let (inner, source) = (self.inner.clone(), self.source.clone());
+        task(move || checkpoint::save_adapter(&lock(&inner), slot_index(slot)?, &PathBuf::from(dir), &source), unit)
+    }
+
+    /// Loads a PEFT LoRA folder into a new slot; resolves to its index.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn load_adapter(&self, dir: String) -> AsyncTask<EngineTask<usize, u32>> {
+        let inner = self.inner.clone();
+        task(move || checkpoint::load_adapter(&mut lock(&inner), &PathBuf::from(dir)), |_, s| Ok(s as u32))
+    }
+
+    /// Writes config.json + model.safetensors (f32) of the base model.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn save_model(&self, dir: String) -> AsyncTask<EngineTask<(), ()>> {
+        let inner = self.inner.clone();
+        task(move || checkpoint::save_model(&lock(&inner), &PathBuf::from(dir)), unit)
+    }
+
+    /// Optimizer moments, step counts and RNG as optimizer.safetensors.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn save_state(&self, dir: String) -> AsyncTask<EngineTask<(), ()>> {
+        let inner = self.inner.clone();
+        task(move || checkpoint::save_state(&lock(&inner), &PathBuf::from(dir)), unit)
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn load_state(&self, dir: String) -> AsyncTask<EngineTask<(), ()>> {
+        let inner = self.inner.clone();
+        task(move || checkpoint::load_state(&mut lock(&inner), &PathBuf::from(dir)), unit)
+    }
+
+    /// Test hook: panics inside an async task, to prove panics become
+    /// DART_PANIC errors instead of aborting node.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn debug_panic(&self) -> AsyncTask<EngineTask<(), ()>> {
+        task(|| panic!("debug_panic was called"), unit)
+    }
+}
