@@ -9,7 +9,7 @@ pub trait Float:
     NumFloat + Send + Sync + Default + Debug + Sum + AddAssign + SubAssign + MulAssign + 'static
 {
     fn from_f64(x: f64) -> Self;
-    fn to_f64(self) -> f64;
+    fn as_f64(self) -> f64;
     fn from_usize(x: usize) -> Self {
         Self::from_f64(x as f64)
     }
@@ -19,7 +19,7 @@ impl Float for f32 {
     fn from_f64(x: f64) -> Self {
         x as f32
     }
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self as f64
     }
 }
@@ -28,7 +28,7 @@ impl Float for f64 {
     fn from_f64(x: f64) -> Self {
         x
     }
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self
     }
 }

@@ -156,9 +156,9 @@ pub fn write_safetensors<T: Float>(
             let mut b = Vec::with_capacity(d.len() * std::mem::size_of::<T>());
             for &x in d.iter() {
                 if dtype == Dtype::F32 {
-                    b.extend_from_slice(&(x.to_f64() as f32).to_le_bytes());
+                    b.extend_from_slice(&(x.as_f64() as f32).to_le_bytes());
                 } else {
-                    b.extend_from_slice(&x.to_f64().to_le_bytes());
+                    b.extend_from_slice(&x.as_f64().to_le_bytes());
                 }
             }
             b

@@ -65,7 +65,7 @@ impl<T: Float> AdamState<T> {
 
 /// The global L2 norm of a set of gradients, summed in f64.
 pub fn grad_norm<T: Float>(grads: &[&Vec<T>]) -> f64 {
-    grads.iter().flat_map(|g| g.iter()).map(|&x| x.to_f64() * x.to_f64()).sum::<f64>().sqrt()
+    grads.iter().flat_map(|g| g.iter()).map(|&x| x.as_f64() * x.as_f64()).sum::<f64>().sqrt()
 }
 
 /// Clipping factor for a norm: min(1, max / norm).

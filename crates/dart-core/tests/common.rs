@@ -1,0 +1,54 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+use dart_core::{AdapterSpec, Engine, EngineOptions, ModelConfig};
+use std::path::PathBuf;
+
+pub fn fixture(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft-tiny").join(p)
+}
+
+pub fn tiny_config(tie: bool, model_type: &str) -> ModelConfig {
+    ModelConfig::from_json(&format!(
+        r#"{{"model_type":"{model_type}","vocab_size":19,"hidden_size":12,"intermediate_size":10,
+        "num_hidden_layers":2,"num_attention_heads":3,"num_key_value_heads":1,"rms_norm_eps":1e-6,
+        "rope_theta":10000,"tie_word_embeddings":{tie},"attention_bias":true}}"#
+    ))
+    .unwrap()
+}
+
+pub fn opts(threads: usize) -> EngineOptions {
+    EngineOptions { threads, seed: 7 }
+}
+
+/// Two adapters with non-zero B so both matter.
+pub fn two_adapters<T: dart_core::float::Float>(e: &mut Engine<T>) {
+    let mut a = AdapterSpec::new(3, 6.0, &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 11).unwrap();
+    a.b_init_std = 0.3;
+    let mut b = AdapterSpec::new(2, 3.0, &["q_proj", "v_proj", "down_proj"], 12).unwrap();
+    b.b_init_std = 0.3;
+    e.add_adapter(a).unwrap();
+    e.add_adapter(b).unwrap();
+}
+
+pub struct Batch {
+    pub tokens: Vec<i32>,
+    pub seq_lens: Vec<i32>,
+    pub routes: Vec<i32>,
+    pub dlogp: Vec<f64>,
+}
+
+pub fn batch() -> Batch {
+    Batch {
+        tokens: vec![3, 7, 1, 18, 0, 5, 5, 9, 2, 11, 4, 6],
+        seq_lens: vec![5, 1, 6],
+        routes: vec![0, 0, 1, 1, -1, 1, 0, 1, 1, -1, 0, 0],
+        dlogp: vec![0.0, 0.7, -1.2, 0.4, 1.1, 0.0, 0.0, -0.5, 0.9, 1.3, -0.8, 0.6],
+    }
+}
+
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rel: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= rel * w.abs().max(1.0), "{what}[{i}]: got {g}, want {w} (rel tol {rel})");
+    }
+}
