@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    name: "property-tests",
+    include: ["test/**/*.test.ts"],
+    // Each property runs DART_PROPERTY_RUNS (default 100) cases on tiny random models.
+    testTimeout: 600_000,
+    hookTimeout: 60_000
+  }
+})
