@@ -80,6 +80,14 @@ pub fn load_adapter<T: Float>(engine: &mut Engine<T>, dir: &Path) -> Result<usiz
             return Err(bad(&format!("{key} is not empty; per-module ranks are not supported")));
         }
     }
+    for key in ["use_dora", "lora_bias"] {
+        if c.get(key).and_then(|v| v.as_bool()) == Some(true) {
+            return Err(bad(&format!("{key} = true is not supported (plain LoRA only)")));
+        }
+    }
+    if c.get("layers_to_transform").is_some_and(|v| !v.is_null()) {
+        return Err(bad("layers_to_transform is set; expected every layer to be adapted"));
+    }
     let targets: Vec<String> = match c.get("target_modules") {
         Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
         Some(serde_json::Value::String(s)) => return Err(bad(&format!("target_modules is a regex {s:?}; expected a list"))),

@@ -86,12 +86,41 @@ struct Scratch<T> {
     lora: LoraScratch<T>,
 }
 
+/// One routed projection over `n` rows: the base linear, then each slot's
+/// LoRA delta on the rows routed to it (`us[slot]` keeps x A^T for backward).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn routed_projection<T: Float>(
+    cfg: &ModelConfig,
+    adapters: &[Adapter<T>],
+    groups: &[Vec<u32>],
+    n: usize,
+    y: &mut Vec<T>,
+    us: &mut Vec<Vec<T>>,
+    x: &[T],
+    layer: usize,
+    pr: Proj,
+    lin: &Linear<T>,
+    scratch: &mut LoraScratch<T>,
+) {
+    let (n_in, n_out) = pr.dims(cfg);
+    fill(y, n * n_out);
+    linear_forward(y, x, &lin.w, lin.b.as_deref(), n, n_in, n_out);
+    us.resize_with(adapters.len(), Vec::new);
+    for (slot, a) in adapters.iter().enumerate() {
+        us[slot].clear();
+        if let Some(p) = a.pair(layer, pr) {
+            let dims = LoraDims { total_rows: n, n_in, n_out, rank: a.spec.rank };
+            lora_forward(y, &mut us[slot], x, &p.a, &p.b, &groups[slot], T::from_f64(a.spec.scale()), dims, scratch);
+        }
+    }
+}
+
 /// The base-gradient projection i of a layer, when the base is trained.
 fn glin<'a, T>(gl: &'a mut Option<&mut Layer<T>>, i: usize) -> Option<&'a mut Linear<T>> {
     gl.as_deref_mut().map(|g| &mut g.proj[i])
 }
 
-fn fill<T: Float>(v: &mut Vec<T>, n: usize) {
+pub(crate) fn fill<T: Float>(v: &mut Vec<T>, n: usize) {
     v.clear();
     v.resize(n, T::zero());
 }
@@ -170,6 +199,12 @@ impl<T: Float> Engine<T> {
     }
     pub fn weights_mut(&mut self) -> &mut Weights<T> {
         &mut self.w
+    }
+    pub fn adapters(&self) -> &[Adapter<T>] {
+        &self.adapters
+    }
+    pub fn pool(&self) -> Arc<rayon::ThreadPool> {
+        self.pool.clone()
     }
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
@@ -294,19 +329,8 @@ impl<T: Float> Engine<T> {
         embedding_forward(&mut s.x, &self.w.embed, tokens, d);
         let adapters = &self.adapters;
         let groups = &packed.groups;
-        // One routed projection: base linear, then each slot's delta on its rows.
         let project = |y: &mut Vec<T>, us: &mut Vec<Vec<T>>, x: &[T], layer: usize, pr: Proj, lin: &Linear<T>, scratch: &mut LoraScratch<T>| {
-            let (n_in, n_out) = pr.dims(cfg);
-            fill(y, n * n_out);
-            linear_forward(y, x, &lin.w, lin.b.as_deref(), n, n_in, n_out);
-            us.resize_with(adapters.len(), Vec::new);
-            for (slot, a) in adapters.iter().enumerate() {
-                us[slot].clear();
-                if let Some(p) = a.pair(layer, pr) {
-                    let dims = LoraDims { total_rows: n, n_in, n_out, rank: a.spec.rank };
-                    lora_forward(y, &mut us[slot], x, &p.a, &p.b, &groups[slot], T::from_f64(a.spec.scale()), dims, scratch);
-                }
-            }
+            routed_projection(cfg, adapters, groups, n, y, us, x, layer, pr, lin, scratch)
         };
         for (l, layer) in self.w.layers.iter().enumerate() {
             let a = &mut c.layers[l];
@@ -402,8 +426,10 @@ impl<T: Float> Engine<T> {
         let hd = cfg.head_dim();
         let sh = AttnShape { heads: cfg.num_attention_heads, kv_heads: cfg.kv_heads(), head_dim: hd };
         let (qw, kw) = (sh.heads * hd, sh.kv_heads * hd);
+        // A slot "received a token" when a position routed to it predicts one
+        // (a sequence's last position predicts nothing and gets no gradient).
         for (slot, g) in packed.groups.iter().enumerate() {
-            self.tokens_seen[slot] += g.len();
+            self.tokens_seen[slot] += g.iter().filter(|&&p| packed.targets[p as usize] >= 0).count();
         }
         self.base_tokens += n;
         // Position-indexed upstream gradient.

@@ -6,11 +6,14 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
+pub mod generate;
 pub mod error;
 pub mod float;
+#[cfg(feature = "wgpu")] #[path = "wgpu/mod.rs"] pub mod gpu;
 pub mod io;
 pub mod ops;
 pub mod optim;
+pub mod roles;
 pub mod weights;
 
 #[cfg(test)]

@@ -153,6 +153,43 @@ pub fn attention_backward<T: Float>(
     });
 }
 
+/// Decode-time attention: each new row attends to its own sequence's KV
+/// cache up to and including its position (the cache already holds the
+/// row's own key and value). `rows[r] = (cache index, position)`;
+/// `caches[c] = (keys, values)`, each [capacity, kv_heads*head_dim].
+pub fn attention_cached<T: Float>(out: &mut [T], q: &[T], caches: &[(&[T], &[T])], rows: &[(usize, usize)], sh: AttnShape) {
+    let (hd, h_all, kvh) = (sh.head_dim, sh.heads, sh.kv_heads);
+    let (qw, kw) = (h_all * hd, kvh * hd);
+    let scale = T::from_f64(sh.scale());
+    out.par_chunks_mut(qw).zip(q.par_chunks(qw)).zip(rows.par_iter()).for_each(|((o, qr), &(c, pos))| {
+        let (k, v) = caches[c];
+        let mut p = vec![T::zero(); pos + 1];
+        for h in 0..h_all {
+            let g = h / sh.group();
+            let qi = &qr[h * hd..(h + 1) * hd];
+            let mut m = T::neg_infinity();
+            for j in 0..=pos {
+                p[j] = dot(qi, &k[j * kw + g * hd..][..hd]) * scale;
+                m = m.max(p[j]);
+            }
+            let mut sum = T::zero();
+            for pj in p.iter_mut() {
+                *pj = (*pj - m).exp();
+                sum += *pj;
+            }
+            let inv = sum.recip();
+            let oh = &mut o[h * hd..(h + 1) * hd];
+            oh.iter_mut().for_each(|x| *x = T::zero());
+            for j in 0..=pos {
+                let w = p[j] * inv;
+                for (d, &vv) in oh.iter_mut().zip(&v[j * kw + g * hd..][..hd]) {
+                    *d += w * vv;
+                }
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +218,24 @@ mod tests {
         check_grad(&q, &dq, |q| loss(q, &k, &v));
         check_grad(&k, &dk, |k| loss(&q, k, &v));
         check_grad(&v, &dv, |v| loss(&q, &k, v));
+    }
+
+    #[test]
+    fn cached_attention_equals_full_attention_rows() {
+        let sh = AttnShape { heads: 4, kv_heads: 2, head_dim: 3 };
+        let n = 5;
+        let q = rand_vec::<f64>(n * 12, 1);
+        let k = rand_vec::<f64>(n * 6, 2);
+        let v = rand_vec::<f64>(n * 6, 3);
+        let mut full = vec![0.0; n * 12];
+        let mut l = vec![0.0; n * 4];
+        attention_forward(&mut full, &mut l, &q, &k, &v, &[(0, n)], sh);
+        // The last two rows decoded against the cache of all five positions.
+        let mut out = vec![0.0; 2 * 12];
+        attention_cached(&mut out, &q[3 * 12..], &[(&k, &v)], &[(0, 3), (0, 4)], sh);
+        for (a, b) in out.iter().zip(&full[3 * 12..]) {
+            assert!((a - b).abs() < 1e-12);
+        }
     }
 
     #[test]

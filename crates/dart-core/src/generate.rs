@@ -1,0 +1,530 @@
+//! Batched generation with a KV cache, routed per token by role exactly as
+//! training routes it, so that the logprobs recorded at rollout equal the
+//! logprobs `Engine::forward` recomputes (property 8).
+//!
+//! A plan has one or more agents. Each agent reads the whole history with
+//! its own KV cache; the route of a position in an agent's cache is the
+//! agent's route for the role of the *next* token (the writer convention).
+//! One agent (dart, joint, ...) = one cache and O(1) adapter switches;
+//! several agents (two-agent, LEAS hybrids) = one cache each, brought up to
+//! date (re-encoded) when that agent next writes.
+use crate::batch::BASE_ROUTE;
+use crate::config::ModelConfig;
+use crate::engine::{fill, routed_projection, Engine};
+use crate::error::{DartError, Result};
+use crate::float::Float;
+use crate::ops::attention::{attention_cached, AttnShape};
+use crate::ops::embedding::embedding_forward;
+use crate::ops::lora::LoraScratch;
+use crate::ops::matmul::matmul;
+use crate::ops::rmsnorm::rmsnorm_forward;
+use crate::ops::rope::{rope_apply, rope_tables};
+use crate::ops::swiglu::swiglu_forward;
+use crate::roles::{Role, RoleRules, RoleTracker, Transition};
+use crate::weights::Proj;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Routes per role (P, R, A, O) of each agent, and which agent writes R and A.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenPlan {
+    pub agents: Vec<[i32; 4]>,
+    pub writer_r: usize,
+    pub writer_a: usize,
+}
+
+impl GenPlan {
+    /// One agent, one cache: route by the role of each token.
+    pub fn single(routes: [i32; 4]) -> Self {
+        GenPlan { agents: vec![routes], writer_r: 0, writer_a: 0 }
+    }
+
+    /// Two agents, each reading everything through one route: the first
+    /// writes R tokens, the second A tokens (two-agent and LEAS hybrids).
+    pub fn two_agents(r_route: i32, a_route: i32) -> Self {
+        GenPlan { agents: vec![[r_route; 4], [a_route; 4]], writer_r: 0, writer_a: 1 }
+    }
+
+    pub fn validate(&self, slots: usize) -> Result<()> {
+        if self.agents.is_empty() {
+            return Err(DartError::InvalidArgument("plan has no agents".into()));
+        }
+        for (i, a) in self.agents.iter().enumerate() {
+            if let Some(&r) = a.iter().find(|&&r| r < BASE_ROUTE || r >= slots as i32) {
+                return Err(DartError::UnknownSlot(format!("plan agent {i} routes to {r}, expected -1 (base) or 0..{slots}")));
+            }
+        }
+        for (what, w) in [("writer of R", self.writer_r), ("writer of A", self.writer_a)] {
+            if w >= self.agents.len() {
+                return Err(DartError::InvalidArgument(format!("{what} = agent {w}, expected 0..{}", self.agents.len())));
+            }
+        }
+        Ok(())
+    }
+
+    fn writer(&self, role: Role) -> usize {
+        if role == Role::Action {
+            self.writer_a
+        } else {
+            self.writer_r
+        }
+    }
+
+    /// The route that writes a token of this role.
+    pub fn writer_route(&self, role: Role) -> i32 {
+        self.agents[self.writer(role)][role as usize]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleOptions {
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f64,
+    pub top_p: f64,
+    /// 0 = off.
+    pub top_k: usize,
+    pub eos: Vec<i32>,
+    pub stop: Vec<Vec<i32>>,
+    /// Pause a sequence when it closes a tool call (to run the tool).
+    pub pause_on_tool_call: bool,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions { max_new_tokens: 64, temperature: 1.0, top_p: 1.0, top_k: 0, eos: vec![], stop: vec![], pause_on_tool_call: true }
+    }
+}
+
+impl SampleOptions {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(DartError::InvalidArgument(format!("temperature = {}, expected >= 0 (0 = greedy)", self.temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(DartError::InvalidArgument(format!("topP = {}, expected 0 < topP <= 1", self.top_p)));
+        }
+        if self.stop.iter().any(|s| s.is_empty()) {
+            return Err(DartError::InvalidArgument("a stop sequence is empty".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Still generating (only inside a call).
+    Running,
+    Eos,
+    Stop,
+    /// Wrote a closing tool-call tag: waiting for `extend` with the tool output.
+    ToolCall,
+    /// Hit this call's max_new_tokens.
+    Length,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Running => "running",
+            StopReason::Eos => "eos",
+            StopReason::Stop => "stop",
+            StopReason::ToolCall => "tool_call",
+            StopReason::Length => "length",
+        }
+    }
+}
+
+/// Keys and values of every layer for one sequence and one agent.
+struct KvCache<T> {
+    len: usize,
+    k: Vec<Vec<T>>,
+    v: Vec<Vec<T>>,
+}
+
+impl<T: Float> KvCache<T> {
+    fn new(layers: usize) -> Self {
+        KvCache { len: 0, k: vec![Vec::new(); layers], v: vec![Vec::new(); layers] }
+    }
+    /// Capacity grows by doubling, so appends are amortised O(1).
+    fn reserve(&mut self, positions: usize, kw: usize) {
+        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
+            if buf.len() < positions * kw {
+                let cap = (positions.next_power_of_two().max(64)) * kw;
+                buf.resize(cap, T::zero());
+            }
+        }
+    }
+}
+
+pub struct Sequence<T> {
+    pub tokens: Vec<i32>,
+    pub roles: Vec<Role>,
+    /// Writer route of every token (routes[0] is never used).
+    pub routes: Vec<i32>,
+    /// Logprob of every model-written token under its route; 0 elsewhere.
+    pub logprobs: Vec<f32>,
+    pub stop: StopReason,
+    caches: Vec<KvCache<T>>,
+    tracker: RoleTracker,
+    rng: ChaCha8Rng,
+    /// Whether `generate` should continue it.
+    active: bool,
+}
+
+/// What one `generate` call added to a sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    pub seq: usize,
+    pub tokens: Vec<i32>,
+    pub roles: Vec<Role>,
+    pub routes: Vec<i32>,
+    pub logprobs: Vec<f32>,
+    pub stop: StopReason,
+}
+
+/// Reused buffers of the decode forward.
+#[derive(Default)]
+struct DecodeScratch<T> {
+    x: Vec<T>,
+    xn: Vec<T>,
+    rstd: Vec<T>,
+    q: Vec<T>,
+    k: Vec<T>,
+    v: Vec<T>,
+    attn: Vec<T>,
+    tmp: Vec<T>,
+    gate: Vec<T>,
+    up: Vec<T>,
+    act: Vec<T>,
+    us: Vec<Vec<T>>,
+    lora: LoraScratch<T>,
+    last: Vec<T>,
+    logits: Vec<T>,
+}
+
+pub struct Session<T: Float> {
+    plan: GenPlan,
+    rules: RoleRules,
+    seed: u64,
+    pub seqs: Vec<Sequence<T>>,
+    rope: (usize, Vec<T>, Vec<T>),
+    scratch: DecodeScratch<T>,
+}
+
+/// One sequence's pending rows for one agent's cache.
+struct Item {
+    seq: usize,
+    agent: usize,
+    start: usize,
+    routes: Vec<i32>,
+}
+
+impl<T: Float> Session<T> {
+    pub fn new(engine: &Engine<T>, plan: GenPlan, rules: RoleRules, seed: u64) -> Result<Self> {
+        plan.validate(engine.num_adapters())?;
+        Ok(Session { plan, rules, seed, seqs: Vec::new(), rope: (0, vec![], vec![]), scratch: DecodeScratch::default() })
+    }
+
+    pub fn plan(&self) -> &GenPlan {
+        &self.plan
+    }
+
+    /// Adds a sequence with its prompt (role P); returns its index.
+    pub fn add_sequence(&mut self, engine: &Engine<T>, prompt: &[i32]) -> Result<usize> {
+        if prompt.is_empty() {
+            return Err(DartError::Shape("prompt is empty, expected at least one token".into()));
+        }
+        let idx = self.seqs.len();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(idx as u64);
+        let layers = engine.config().num_hidden_layers;
+        self.seqs.push(Sequence {
+            tokens: Vec::new(),
+            roles: Vec::new(),
+            routes: Vec::new(),
+            logprobs: Vec::new(),
+            stop: StopReason::Running,
+            caches: (0..self.plan.agents.len()).map(|_| KvCache::new(layers)).collect(),
+            tracker: RoleTracker::new(self.rules.clone()),
+            rng,
+            active: true,
+        });
+        self.extend(engine, idx, prompt, Role::Prompt)?;
+        Ok(idx)
+    }
+
+    /// Appends tokens not written by the model (prompt or tool output) and
+    /// makes the sequence active again. They are encoded lazily by the next
+    /// `generate`, together with everything else pending.
+    pub fn extend(&mut self, engine: &Engine<T>, seq: usize, tokens: &[i32], role: Role) -> Result<()> {
+        if role != Role::Prompt && role != Role::Observation {
+            return Err(DartError::InvalidArgument(format!("extend role {role:?}, expected Prompt or Observation (the model writes R and A)")));
+        }
+        let vocab = engine.config().vocab_size;
+        if let Some(&t) = tokens.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+            return Err(DartError::InvalidArgument(format!("token {t}, expected 0..{vocab}")));
+        }
+        let n = self.seqs.len();
+        let route = self.plan.writer_route(role);
+        let s = self.seqs.get_mut(seq).ok_or_else(|| DartError::InvalidArgument(format!("sequence {seq}, expected 0..{n}")))?;
+        s.tracker.interrupt();
+        for &t in tokens {
+            s.tokens.push(t);
+            s.roles.push(role);
+            s.routes.push(route);
+            s.logprobs.push(0.0);
+        }
+        s.active = true;
+        s.stop = StopReason::Running;
+        Ok(())
+    }
+
+    /// Marks a sequence as finished: `generate` skips it until it is extended.
+    pub fn finish(&mut self, seq: usize) {
+        if let Some(s) = self.seqs.get_mut(seq) {
+            s.active = false;
+        }
+    }
+
+    /// Decodes every active sequence, all in one batch per step, until each
+    /// stops; returns what each sequence gained in this call.
+    pub fn generate(&mut self, engine: &Engine<T>, opts: &SampleOptions) -> Result<Vec<Generated>> {
+        opts.validate()?;
+        if self.plan.agents.iter().flatten().any(|&r| r >= engine.num_adapters() as i32) {
+            return Err(DartError::UnknownSlot("the plan routes to a slot the engine no longer has".into()));
+        }
+        let active: Vec<usize> = (0..self.seqs.len()).filter(|&i| self.seqs[i].active).collect();
+        let starts: Vec<usize> = active.iter().map(|&i| self.seqs[i].tokens.len()).collect();
+        let pool = engine.pool();
+        pool.install(|| -> Result<()> {
+            let mut running: Vec<usize> = active.clone();
+            let mut produced = vec![0usize; self.seqs.len()];
+            while !running.is_empty() {
+                let items: Vec<Item> = running.iter().map(|&i| self.pending_item(i)).collect();
+                let logits = self.decode(engine, &items)?;
+                let v = engine.config().vocab_size;
+                let mut still = Vec::with_capacity(running.len());
+                for (j, &i) in running.iter().enumerate() {
+                    let z = &logits[j * v..(j + 1) * v];
+                    let s = &mut self.seqs[i];
+                    let role = s.tracker.next_role();
+                    let (tok, logp) = sample(z, opts, &mut s.rng);
+                    s.tokens.push(tok);
+                    s.roles.push(role);
+                    s.routes.push(self.plan.writer_route(role));
+                    s.logprobs.push(logp);
+                    produced[i] += 1;
+                    let tr = s.tracker.push(tok);
+                    s.stop = if opts.eos.contains(&tok) {
+                        StopReason::Eos
+                    } else if opts.stop.iter().any(|st| s.tokens.ends_with(st)) {
+                        StopReason::Stop
+                    } else if tr == Transition::ClosedCall && opts.pause_on_tool_call {
+                        StopReason::ToolCall
+                    } else if produced[i] >= opts.max_new_tokens {
+                        StopReason::Length
+                    } else {
+                        StopReason::Running
+                    };
+                    if s.stop == StopReason::Running {
+                        still.push(i);
+                    } else {
+                        // Eos/Stop end it; ToolCall waits for `extend`; Length
+                        // continues on the next call unless the caller finishes it.
+                        s.active = s.stop == StopReason::Length;
+                    }
+                }
+                running = still;
+            }
+            Ok(())
+        })?;
+        Ok(active
+            .iter()
+            .zip(starts)
+            .map(|(&i, st)| {
+                let s = &self.seqs[i];
+                Generated {
+                    seq: i,
+                    tokens: s.tokens[st..].to_vec(),
+                    roles: s.roles[st..].to_vec(),
+                    routes: s.routes[st..].to_vec(),
+                    logprobs: s.logprobs[st..].to_vec(),
+                    stop: s.stop,
+                }
+            })
+            .collect())
+    }
+
+    /// The rows of sequence `i` that the writer of its next token has not
+    /// encoded yet, each with its route: the agent's route for the role of
+    /// the token that follows the row.
+    fn pending_item(&self, i: usize) -> Item {
+        let s = &self.seqs[i];
+        let next = s.tracker.next_role();
+        let agent = self.plan.writer(next);
+        let start = s.caches[agent].len;
+        let routes = (start..s.tokens.len())
+            .map(|p| {
+                let role_after = if p + 1 < s.tokens.len() { s.roles[p + 1] } else { next };
+                self.plan.agents[agent][role_after as usize]
+            })
+            .collect();
+        Item { seq: i, agent, start, routes }
+    }
+
+    /// Encodes the pending rows of every item into its cache and returns the
+    /// logits of each item's last row [items, vocab].
+    fn decode(&mut self, engine: &Engine<T>, items: &[Item]) -> Result<Vec<T>> {
+        let cfg: &ModelConfig = engine.config();
+        let (d, v) = (cfg.hidden_size, cfg.vocab_size);
+        let hd = cfg.head_dim();
+        let sh = AttnShape { heads: cfg.num_attention_heads, kv_heads: cfg.kv_heads(), head_dim: hd };
+        let (qw, kw) = (sh.heads * hd, sh.kv_heads * hd);
+        let w = engine.weights();
+        // Rows of all items, in order, with their positions and routes.
+        let mut tokens = Vec::new();
+        let mut pos = Vec::new();
+        let mut groups = vec![Vec::new(); engine.num_adapters()];
+        let mut rows = Vec::new();
+        let mut last_rows = Vec::new();
+        for (it_idx, it) in items.iter().enumerate() {
+            let s = &self.seqs[it.seq];
+            for (j, p) in (it.start..s.tokens.len()).enumerate() {
+                let r = tokens.len() as u32;
+                tokens.push(s.tokens[p]);
+                pos.push(p as u32);
+                rows.push((it_idx, p));
+                if it.routes[j] >= 0 {
+                    groups[it.routes[j] as usize].push(r);
+                }
+            }
+            last_rows.push(tokens.len() - 1);
+        }
+        let n = tokens.len();
+        let max_pos = pos.iter().copied().max().unwrap_or(0) as usize + 1;
+        if self.rope.0 < max_pos {
+            let cap = max_pos.next_power_of_two().max(64);
+            let (c, s) = rope_tables::<T>(cap, hd, cfg.rope_theta());
+            self.rope = (cap, c, s);
+        }
+        for it in items {
+            let s = &mut self.seqs[it.seq];
+            let total = s.tokens.len();
+            s.caches[it.agent].reserve(total, kw);
+        }
+        let sc = &mut self.scratch;
+        fill(&mut sc.x, n * d);
+        embedding_forward(&mut sc.x, &w.embed, &tokens, d);
+        let adapters = engine.adapters();
+        for (l, layer) in w.layers.iter().enumerate() {
+            fill(&mut sc.xn, n * d);
+            fill(&mut sc.rstd, n);
+            rmsnorm_forward(&mut sc.xn, &mut sc.rstd, &sc.x, &layer.input_norm, d, cfg.rms_norm_eps);
+            routed_projection(cfg, adapters, &groups, n, &mut sc.q, &mut sc.us, &sc.xn, l, Proj::Q, &layer.proj[0], &mut sc.lora);
+            routed_projection(cfg, adapters, &groups, n, &mut sc.k, &mut sc.us, &sc.xn, l, Proj::K, &layer.proj[1], &mut sc.lora);
+            routed_projection(cfg, adapters, &groups, n, &mut sc.v, &mut sc.us, &sc.xn, l, Proj::V, &layer.proj[2], &mut sc.lora);
+            rope_apply(&mut sc.q, &pos, sh.heads, hd, &self.rope.1, &self.rope.2, false);
+            rope_apply(&mut sc.k, &pos, sh.kv_heads, hd, &self.rope.1, &self.rope.2, false);
+            // KV-cache append.
+            for (r, &(it_idx, p)) in rows.iter().enumerate() {
+                let it = &items[it_idx];
+                let c = &mut self.seqs[it.seq].caches[it.agent];
+                c.k[l][p * kw..(p + 1) * kw].copy_from_slice(&sc.k[r * kw..(r + 1) * kw]);
+                c.v[l][p * kw..(p + 1) * kw].copy_from_slice(&sc.v[r * kw..(r + 1) * kw]);
+            }
+            let caches: Vec<(&[T], &[T])> = items
+                .iter()
+                .map(|it| {
+                    let c = &self.seqs[it.seq].caches[it.agent];
+                    (c.k[l].as_slice(), c.v[l].as_slice())
+                })
+                .collect();
+            fill(&mut sc.attn, n * qw);
+            attention_cached(&mut sc.attn, &sc.q, &caches, &rows, sh);
+            routed_projection(cfg, adapters, &groups, n, &mut sc.tmp, &mut sc.us, &sc.attn, l, Proj::O, &layer.proj[3], &mut sc.lora);
+            for (x, &y) in sc.x.iter_mut().zip(&sc.tmp) {
+                *x += y;
+            }
+            rmsnorm_forward(&mut sc.xn, &mut sc.rstd, &sc.x, &layer.post_norm, d, cfg.rms_norm_eps);
+            routed_projection(cfg, adapters, &groups, n, &mut sc.gate, &mut sc.us, &sc.xn, l, Proj::Gate, &layer.proj[4], &mut sc.lora);
+            routed_projection(cfg, adapters, &groups, n, &mut sc.up, &mut sc.us, &sc.xn, l, Proj::Up, &layer.proj[5], &mut sc.lora);
+            fill(&mut sc.act, n * cfg.intermediate_size);
+            swiglu_forward(&mut sc.act, &sc.gate, &sc.up);
+            routed_projection(cfg, adapters, &groups, n, &mut sc.tmp, &mut sc.us, &sc.act, l, Proj::Down, &layer.proj[6], &mut sc.lora);
+            for (x, &y) in sc.x.iter_mut().zip(&sc.tmp) {
+                *x += y;
+            }
+        }
+        for it in items {
+            let s = &mut self.seqs[it.seq];
+            s.caches[it.agent].len = s.tokens.len();
+        }
+        // Final norm and LM head only for each item's last row.
+        let m = items.len();
+        sc.last.clear();
+        for &r in &last_rows {
+            sc.last.extend_from_slice(&sc.x[r * d..(r + 1) * d]);
+        }
+        fill(&mut sc.xn, m * d);
+        fill(&mut sc.rstd, m);
+        rmsnorm_forward(&mut sc.xn, &mut sc.rstd, &sc.last, &w.norm, d, cfg.rms_norm_eps);
+        fill(&mut sc.logits, m * v);
+        matmul(&mut sc.logits, &sc.xn, w.head(), m, v, d, false, true, false);
+        if sc.logits.iter().any(|x| !x.is_finite()) {
+            return Err(DartError::NonFinite("logits are not finite while decoding".into()));
+        }
+        Ok(sc.logits.clone())
+    }
+}
+
+/// Samples a token from logits; returns it with its logprob under the
+/// policy itself (temperature 1, no truncation), the quantity training
+/// recomputes.
+fn sample<T: Float>(z: &[T], o: &SampleOptions, rng: &mut ChaCha8Rng) -> (i32, f32) {
+    let zf: Vec<f64> = z.iter().map(|x| x.as_f64()).collect();
+    let m = zf.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + zf.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+    let logp = |t: usize| (z[t].as_f64() - lse) as f32;
+    let argmax = || zf.iter().enumerate().fold(0, |b, (i, &x)| if x > zf[b] { i } else { b });
+    if o.temperature == 0.0 {
+        let t = argmax();
+        return (t as i32, logp(t));
+    }
+    // Candidates sorted by logit when truncating, else the whole vocabulary.
+    let mut idx: Vec<usize> = (0..zf.len()).collect();
+    if o.top_k > 0 || o.top_p < 1.0 {
+        idx.sort_by(|&a, &b| zf[b].partial_cmp(&zf[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+        if o.top_k > 0 {
+            idx.truncate(o.top_k.min(idx.len()));
+        }
+    }
+    let mut p: Vec<f64> = idx.iter().map(|&i| ((zf[i] - m) / o.temperature).exp()).collect();
+    let total: f64 = p.iter().sum();
+    p.iter_mut().for_each(|x| *x /= total);
+    if o.top_p < 1.0 {
+        let mut acc = 0.0;
+        let mut keep = p.len();
+        for (j, &x) in p.iter().enumerate() {
+            acc += x;
+            if acc >= o.top_p {
+                keep = j + 1;
+                break;
+            }
+        }
+        idx.truncate(keep);
+        p.truncate(keep);
+        let t: f64 = p.iter().sum();
+        p.iter_mut().for_each(|x| *x /= t);
+    }
+    let u: f64 = rng.random::<f64>();
+    let mut acc = 0.0;
+    for (j, &x) in p.iter().enumerate() {
+        acc += x;
+        if u < acc {
+            return (idx[j] as i32, logp(idx[j]));
+        }
+    }
+    let t = *idx.last().expect("vocabulary is not empty");
+    (t as i32, logp(t))
+}

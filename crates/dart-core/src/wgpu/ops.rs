@@ -1,0 +1,435 @@
+//! Every engine op on device buffers, mirroring `crate::ops` and
+//! `crate::optim` argument for argument (lengths come from the tensors where
+//! the CPU version takes them from slices). All f32. Nothing here reads back
+//! to the host: calls only record dispatches into the context's batch.
+use super::device::{GpuContext, GpuTensor, Kernel};
+use crate::ops::attention::AttnShape;
+use crate::ops::lora::LoraDims;
+use crate::optim::AdamW;
+
+const MATMUL: Kernel = Kernel("matmul", include_str!("kernels/matmul.wgsl"));
+const EMBEDDING: Kernel = Kernel("embedding", include_str!("kernels/embedding.wgsl"));
+const RMSNORM: Kernel = Kernel("rmsnorm", include_str!("kernels/rmsnorm.wgsl"));
+const ROPE: Kernel = Kernel("rope", include_str!("kernels/rope.wgsl"));
+const ATTENTION: Kernel = Kernel("attention", include_str!("kernels/attention.wgsl"));
+const SWIGLU: Kernel = Kernel("swiglu", include_str!("kernels/swiglu.wgsl"));
+const LOGPROB: Kernel = Kernel("logprob", include_str!("kernels/logprob.wgsl"));
+const ROWS: Kernel = Kernel("rows", include_str!("kernels/rows.wgsl"));
+const OPTIM: Kernel = Kernel("optim", include_str!("kernels/optim.wgsl"));
+const DECODE: Kernel = Kernel("decode", include_str!("kernels/decode.wgsl"));
+
+/// GEMM tile edge (rows and columns of C per workgroup).
+pub const GEMM_TILE: usize = 64;
+/// Largest head_dim the attention kernels take (4 dims per thread x 64).
+pub const MAX_HEAD_DIM: usize = 256;
+
+fn u(x: usize) -> u32 {
+    u32::try_from(x).expect("size fits in u32")
+}
+fn f(x: f64) -> u32 {
+    (x as f32).to_bits()
+}
+
+/// Per-row (sequence start, sequence end) for packed sequences.
+pub fn seq_meta(seqs: &[(usize, usize)], rows: usize) -> Vec<u32> {
+    let mut meta = vec![0u32; 2 * rows];
+    for &(s, l) in seqs {
+        for r in s..s + l {
+            meta[2 * r] = u(s);
+            meta[2 * r + 1] = u(s + l);
+        }
+    }
+    meta
+}
+
+/// The ops, bound to one device.
+pub struct GpuOps {
+    pub ctx: GpuContext,
+}
+
+impl GpuOps {
+    pub fn new(ctx: GpuContext) -> Self {
+        GpuOps { ctx }
+    }
+
+    /// C[m,n] (+)= op(A) op(B), as `ops::matmul::matmul`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(&self, c: &GpuTensor, a: &GpuTensor, b: &GpuTensor, m: usize, n: usize, k: usize, ta: bool, tb: bool, accumulate: bool) {
+        assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul: buffers too small for {m}x{n}x{k}");
+        if m == 0 || n == 0 {
+            return;
+        }
+        let groups = [u(n.div_ceil(GEMM_TILE)), u(m.div_ceil(GEMM_TILE)), 1];
+        self.ctx.dispatch(
+            MATMUL,
+            "main",
+            &[u(m), u(n), u(k), ta as u32, tb as u32, accumulate as u32],
+            &[(1, c), (2, a), (3, b)],
+            groups,
+        );
+    }
+
+    /// y = x W^T + b, as `ops::linear::linear_forward`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_forward(&self, y: &GpuTensor, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>, rows: usize, n_in: usize, n_out: usize) {
+        self.matmul(y, x, w, rows, n_out, n_in, false, true, false);
+        if let Some(b) = b {
+            self.ctx.dispatch(ROWS, "bias_add", &[u(rows), u(n_out)], &[(1, y), (2, b)], self.ctx.grid_threads(rows * n_out));
+        }
+    }
+
+    /// dx (+)= dy W; dw += dy^T x; db += column sums of dy.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_backward(
+        &self,
+        dx: &GpuTensor,
+        accumulate_dx: bool,
+        dw: Option<&GpuTensor>,
+        db: Option<&GpuTensor>,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        rows: usize,
+        n_in: usize,
+        n_out: usize,
+    ) {
+        self.matmul(dx, dy, w, rows, n_in, n_out, false, false, accumulate_dx);
+        if let Some(dw) = dw {
+            self.matmul(dw, dy, x, n_out, n_in, rows, true, false, true);
+        }
+        if let Some(db) = db {
+            self.ctx.dispatch(ROWS, "bias_grad", &[u(rows), u(n_out)], &[(1, db), (2, dy)], self.ctx.grid_threads(n_out));
+        }
+    }
+
+    /// x[r] = table[tokens[r]] (tokens: i32 tensor).
+    pub fn embedding_forward(&self, x: &GpuTensor, table: &GpuTensor, tokens: &GpuTensor, d: usize) {
+        let total = tokens.len() * d;
+        self.ctx.dispatch(EMBEDDING, "forward", &[u(total), u(d)], &[(1, x), (2, table), (3, tokens)], self.ctx.grid_threads(total));
+    }
+
+    /// dtable[tokens[r]] += dx[r], rows in order per column (deterministic).
+    pub fn embedding_backward(&self, dtable: &GpuTensor, dx: &GpuTensor, tokens: &GpuTensor, d: usize) {
+        self.ctx.dispatch(
+            EMBEDDING,
+            "backward",
+            &[u(tokens.len()), u(d)],
+            &[(3, tokens), (4, dtable), (5, dx)],
+            self.ctx.grid_threads(d),
+        );
+    }
+
+    /// Rows = rstd.len().
+    pub fn rmsnorm_forward(&self, y: &GpuTensor, rstd: &GpuTensor, x: &GpuTensor, w: &GpuTensor, d: usize, eps: f64) {
+        let rows = rstd.len();
+        self.ctx.dispatch(
+            RMSNORM,
+            "forward",
+            &[u(rows), u(d), f(eps)],
+            &[(1, y), (2, rstd), (3, x), (4, w)],
+            self.ctx.grid(rows),
+        );
+    }
+
+    /// Rows = rstd.len(). `dw` accumulates.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rmsnorm_backward(&self, dx: &GpuTensor, dw: Option<&GpuTensor>, dy: &GpuTensor, x: &GpuTensor, w: &GpuTensor, rstd: &GpuTensor, d: usize) {
+        let rows = rstd.len();
+        self.ctx.dispatch(
+            RMSNORM,
+            "backward_dx",
+            &[u(rows), u(d)],
+            &[(1, dx), (3, x), (4, w), (5, dy), (6, rstd)],
+            self.ctx.grid(rows),
+        );
+        if let Some(dw) = dw {
+            self.ctx.dispatch(RMSNORM, "backward_dw", &[u(rows), u(d)], &[(3, x), (5, dy), (6, rstd), (7, dw)], self.ctx.grid_threads(d));
+        }
+    }
+
+    /// In-place rotation of every head of `x`; rows = pos.len() (u32 tensor).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_apply(&self, x: &GpuTensor, pos: &GpuTensor, heads: usize, head_dim: usize, cos: &GpuTensor, sin: &GpuTensor, inverse: bool) {
+        let rows = pos.len();
+        self.ctx.dispatch(
+            ROPE,
+            "apply",
+            &[u(rows), u(heads), u(head_dim), inverse as u32],
+            &[(1, x), (2, pos), (3, cos), (4, sin)],
+            self.ctx.grid_threads(rows * heads * head_dim / 2),
+        );
+    }
+
+    fn attn_params(sh: AttnShape, rows: usize) -> [u32; 5] {
+        assert!(sh.head_dim <= MAX_HEAD_DIM, "head_dim {} > {MAX_HEAD_DIM}", sh.head_dim);
+        assert!(sh.kv_heads > 0 && sh.heads % sh.kv_heads == 0);
+        [u(rows), u(sh.heads), u(sh.kv_heads), u(sh.head_dim), f(1.0 / (sh.head_dim as f64).sqrt())]
+    }
+
+    /// Causal GQA over packed sequences; `meta` from `seq_meta` (u32 tensor,
+    /// 2 per row). Writes out [rows, heads*hd] and lse [rows, heads].
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_forward(&self, out: &GpuTensor, lse: &GpuTensor, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, meta: &GpuTensor, sh: AttnShape) {
+        let rows = meta.len() / 2;
+        self.ctx.dispatch(
+            ATTENTION,
+            "forward",
+            &Self::attn_params(sh, rows),
+            &[(1, out), (2, lse), (3, q), (4, k), (5, v), (6, meta)],
+            self.ctx.grid(rows * sh.heads),
+        );
+    }
+
+    /// Overwrites dq, dk, dv.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_backward(
+        &self,
+        dq: &GpuTensor,
+        dk: &GpuTensor,
+        dv: &GpuTensor,
+        dout: &GpuTensor,
+        out: &GpuTensor,
+        lse: &GpuTensor,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        meta: &GpuTensor,
+        sh: AttnShape,
+    ) {
+        let rows = meta.len() / 2;
+        let p = Self::attn_params(sh, rows);
+        let dd = self.ctx.alloc(rows * sh.heads);
+        self.ctx.dispatch(ATTENTION, "backward_d", &p, &[(2, &dd), (7, dout), (10, out)], self.ctx.grid_threads(rows * sh.heads));
+        self.ctx.dispatch(
+            ATTENTION,
+            "backward_dq",
+            &p,
+            &[(1, dq), (3, q), (4, k), (5, v), (6, meta), (7, dout), (8, lse), (9, &dd)],
+            self.ctx.grid(rows * sh.heads),
+        );
+        self.ctx.dispatch(
+            ATTENTION,
+            "backward_dkdv",
+            &p,
+            &[(1, dk), (2, dv), (3, q), (4, k), (5, v), (6, meta), (7, dout), (8, lse), (9, &dd)],
+            self.ctx.grid(rows * sh.kv_heads),
+        );
+    }
+
+    pub fn swiglu_forward(&self, a: &GpuTensor, g: &GpuTensor, uu: &GpuTensor) {
+        let n = a.len();
+        self.ctx.dispatch(SWIGLU, "forward", &[u(n)], &[(1, a), (3, g), (4, uu)], self.ctx.grid_threads(n));
+    }
+
+    pub fn swiglu_backward(&self, dg: &GpuTensor, du: &GpuTensor, da: &GpuTensor, g: &GpuTensor, uu: &GpuTensor) {
+        let n = dg.len();
+        self.ctx.dispatch(SWIGLU, "backward", &[u(n)], &[(1, dg), (2, du), (3, g), (4, uu), (5, da)], self.ctx.grid_threads(n));
+    }
+
+    /// Rows = targets.len() (i32 tensor).
+    pub fn logprob_forward(&self, logp: &GpuTensor, lse: &GpuTensor, logits: &GpuTensor, targets: &GpuTensor, vocab: usize) {
+        let rows = targets.len();
+        self.ctx.dispatch(
+            LOGPROB,
+            "forward",
+            &[u(rows), u(vocab)],
+            &[(1, logp), (2, lse), (3, logits), (4, targets)],
+            self.ctx.grid(rows),
+        );
+    }
+
+    /// Turns `logits` into dL/dlogits in place.
+    pub fn logprob_backward(&self, logits: &GpuTensor, lse: &GpuTensor, dlogp: &GpuTensor, targets: &GpuTensor, vocab: usize) {
+        let rows = targets.len();
+        self.ctx.dispatch(
+            LOGPROB,
+            "backward",
+            &[u(rows), u(vocab)],
+            &[(3, logits), (4, targets), (5, lse), (6, dlogp)],
+            self.ctx.grid_threads(rows * vocab),
+        );
+    }
+
+    fn gather(&self, src: &GpuTensor, rows: &GpuTensor, width: usize) -> GpuTensor {
+        let n = rows.len();
+        let dst = self.ctx.alloc(n * width);
+        self.ctx.dispatch(ROWS, "gather", &[u(n), u(width)], &[(1, &dst), (2, src), (3, rows)], self.ctx.grid_threads(n * width));
+        dst
+    }
+
+    fn scatter_add(&self, dst: &GpuTensor, src: &GpuTensor, rows: &GpuTensor, width: usize, scale: f32) {
+        let n = rows.len();
+        self.ctx.dispatch(
+            ROWS,
+            "scatter_add",
+            &[u(n), u(width), scale.to_bits()],
+            &[(1, dst), (2, src), (3, rows)],
+            self.ctx.grid_threads(n * width),
+        );
+    }
+
+    /// y[rows] += scale * B A x[rows]; returns u = x[rows] A^T [n, rank]
+    /// (kept for backward). `rows`: sorted distinct u32 tensor.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lora_forward(&self, y: &GpuTensor, x: &GpuTensor, a: &GpuTensor, b: &GpuTensor, rows: &GpuTensor, scale: f32, dims: LoraDims) -> GpuTensor {
+        let n = rows.len();
+        let uu = self.ctx.alloc(n * dims.rank);
+        if n == 0 {
+            return uu;
+        }
+        let all = n == dims.total_rows;
+        let xg_own;
+        let xg = if all {
+            x
+        } else {
+            xg_own = self.gather(x, rows, dims.n_in);
+            &xg_own
+        };
+        self.matmul(&uu, xg, a, n, dims.rank, dims.n_in, false, true, false);
+        let yg = self.ctx.alloc(n * dims.n_out);
+        self.matmul(&yg, &uu, b, n, dims.n_out, dims.rank, false, true, false);
+        self.scatter_add(y, &yg, rows, dims.n_out, scale);
+        uu
+    }
+
+    /// Accumulates dA, dB of the slot and adds the slot's share of dx.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lora_backward(
+        &self,
+        dx: &GpuTensor,
+        da: &GpuTensor,
+        db: &GpuTensor,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        uu: &GpuTensor,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        rows: &GpuTensor,
+        scale: f32,
+        dims: LoraDims,
+    ) {
+        let n = rows.len();
+        if n == 0 {
+            return;
+        }
+        let dyg = self.gather(dy, rows, dims.n_out);
+        self.ctx.dispatch(ROWS, "scale", &[u(n * dims.n_out), scale.to_bits()], &[(1, &dyg)], self.ctx.grid_threads(n * dims.n_out));
+        self.matmul(db, &dyg, uu, dims.n_out, dims.rank, n, true, false, true);
+        let du = self.ctx.alloc(n * dims.rank);
+        self.matmul(&du, &dyg, b, n, dims.rank, dims.n_out, false, false, false);
+        let all = n == dims.total_rows;
+        if all {
+            self.matmul(da, &du, x, dims.rank, dims.n_in, n, true, false, true);
+            self.matmul(dx, &du, a, n, dims.n_in, dims.rank, false, false, true);
+        } else {
+            let xg = self.gather(x, rows, dims.n_in);
+            self.matmul(da, &du, &xg, dims.rank, dims.n_in, n, true, false, true);
+            let dxg = self.ctx.alloc(n * dims.n_in);
+            self.matmul(&dxg, &du, a, n, dims.n_in, dims.rank, false, false, false);
+            self.scatter_add(dx, &dxg, rows, dims.n_in, 1.0);
+        }
+    }
+
+    /// A fresh norm accumulator [sum of squares, norm, clip factor] = [0, 0, 1].
+    pub fn norm_accumulator(&self) -> GpuTensor {
+        self.ctx.upload(&[0.0, 0.0, 1.0])
+    }
+
+    /// acc[0] += sum of squares of `g` (two-stage reduction, fixed order).
+    pub fn grad_sumsq(&self, acc: &GpuTensor, g: &GpuTensor) {
+        let n = g.len();
+        if n == 0 {
+            return;
+        }
+        let parts = n.div_ceil(256 * 8).clamp(1, 256);
+        let part = self.ctx.alloc(parts);
+        self.ctx.dispatch(OPTIM, "sumsq_partial", &[u(n)], &[(2, &part), (3, g)], [u(parts), 1, 1]);
+        self.ctx.dispatch(OPTIM, "sumsq_final", &[u(parts)], &[(1, acc), (2, &part)], [1, 1, 1]);
+    }
+
+    /// acc[1] = norm, acc[2] = clip factor (`optim::clip_factor`).
+    pub fn grad_clip(&self, acc: &GpuTensor, max_norm: f64) {
+        self.ctx.dispatch(OPTIM, "clip", &[f(max_norm)], &[(1, acc)], [1, 1, 1]);
+    }
+
+    /// The global norm of a group and its clip factor, left on device.
+    pub fn grad_norm_and_clip(&self, grads: &[&GpuTensor], max_norm: f64) -> GpuTensor {
+        let acc = self.norm_accumulator();
+        for g in grads {
+            self.grad_sumsq(&acc, g);
+        }
+        self.grad_clip(&acc, max_norm);
+        acc
+    }
+
+    /// One AdamW update of a group, as `optim::adamw_step`: `step` is the
+    /// group's step count after increment (the caller keeps it on the host
+    /// and skips groups with no routed token: the lazy update). The gradient
+    /// scale is `clip[2]` (from `grad_norm_and_clip`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn adamw_step(&self, opt: &AdamW, step: u64, params: &[&GpuTensor], grads: &[&GpuTensor], m: &[&GpuTensor], v: &[&GpuTensor], clip: &GpuTensor) {
+        let t = step as i32;
+        let bc1 = 1.0 - opt.beta1.powi(t);
+        let bc2 = 1.0 - opt.beta2.powi(t);
+        for i in 0..params.len() {
+            let n = params[i].len();
+            let p = [
+                u(n),
+                f(opt.beta1),
+                f(opt.beta2),
+                f(1.0 - opt.beta1),
+                f(1.0 - opt.beta2),
+                f(opt.lr / bc1),
+                f(bc2.sqrt()),
+                f(1.0 - opt.lr * opt.weight_decay),
+                f(opt.eps),
+            ];
+            self.ctx.dispatch(
+                OPTIM,
+                "adamw",
+                &p,
+                &[(3, grads[i]), (4, params[i]), (5, m[i]), (6, v[i]), (7, clip)],
+                self.ctx.grid_threads(n),
+            );
+        }
+    }
+
+    /// Writes each session's new k/v row ([sessions, kv_width]) into its cache
+    /// ([sessions, max_len, kv_width]) at position pos[s] (u32 tensor).
+    pub fn kv_append(&self, cache_k: &GpuTensor, cache_v: &GpuTensor, k: &GpuTensor, v: &GpuTensor, pos: &GpuTensor, kv_width: usize, max_len: usize) {
+        let s = pos.len();
+        self.ctx.dispatch(
+            DECODE,
+            "append",
+            &[u(s), u(kv_width), u(max_len)],
+            &[(1, cache_k), (2, cache_v), (3, k), (4, v), (5, pos)],
+            self.ctx.grid_threads(s * kv_width),
+        );
+    }
+
+    /// Single-token attention: session s's query q[s] at position pos[s]
+    /// attends to its cache rows 0..=pos[s]. Writes out [sessions, heads*hd]
+    /// and lse [sessions, heads].
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_attention(
+        &self,
+        out: &GpuTensor,
+        lse: &GpuTensor,
+        q: &GpuTensor,
+        cache_k: &GpuTensor,
+        cache_v: &GpuTensor,
+        pos: &GpuTensor,
+        max_len: usize,
+        sh: AttnShape,
+    ) {
+        let s = pos.len();
+        let p = Self::attn_params(sh, s);
+        self.ctx.dispatch(
+            DECODE,
+            "attend",
+            &[p[0], p[1], p[2], p[3], p[4], u(max_len)],
+            &[(1, out), (2, lse), (3, q), (5, pos), (6, cache_k), (7, cache_v)],
+            self.ctx.grid(s * sh.heads),
+        );
+    }
+}
