@@ -141,11 +141,11 @@ mod tests {
     fn open_tag_is_reasoning_and_close_tag_is_action() {
         // <search> = [5, 6], </search> = [7, 6]
         let rules = RoleRules::new(vec![5, 6], vec![7, 6]).unwrap();
-        use Source::*;
+        let (p, m, t) = (Source::Prompt, Source::Model, Source::Tool);
         let tokens = [1, 2, 3, 5, 6, 9, 9, 7, 6, 4, 4, 3];
-        let src = [Prompt, Prompt, Model, Model, Model, Model, Model, Model, Model, Tool, Tool, Model];
+        let src = [p, p, m, m, m, m, m, m, m, t, t, m];
         let roles = assign_roles(&tokens, &src, &rules).unwrap();
-        use Role::*;
-        assert_eq!(roles, vec![Prompt, Prompt, Reasoning, Reasoning, Reasoning, Action, Action, Action, Action, Observation, Observation, Reasoning]);
+        let (rp, rr, ra, ro) = (Role::Prompt, Role::Reasoning, Role::Action, Role::Observation);
+        assert_eq!(roles, vec![rp, rp, rr, rr, rr, ra, ra, ra, ra, ro, ro, rr]);
     }
 }
