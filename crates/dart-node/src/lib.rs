@@ -10,7 +10,9 @@ use napi_derive::napi;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use dart_core::generate::{GenPlan, Generated, SampleOptions, Session};
+use dart_core::roles::{assign_roles, Role, RoleRules, Source};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 type CoreEngine = dart_core::Engine<f32>;
 
@@ -40,9 +42,18 @@ fn sync<T>(f: impl FnOnce() -> dart_core::Result<T>) -> Result<T, Code> {
     guard(f).map_err(|(c, m)| Error::new(Code(c), m))
 }
 
-fn lock(e: &Mutex<CoreEngine>) -> MutexGuard<'_, CoreEngine> {
-    // A panic inside an earlier call was already reported as DART_PANIC.
-    e.lock().unwrap_or_else(|p| p.into_inner())
+// A panic inside an earlier call was already reported as DART_PANIC, so a
+// poisoned lock is taken over rather than turned into a second failure.
+fn lock(e: &RwLock<CoreEngine>) -> RwLockWriteGuard<'_, CoreEngine> {
+    e.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read(e: &RwLock<CoreEngine>) -> RwLockReadGuard<'_, CoreEngine> {
+    e.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock_session(s: &Mutex<Session<f32>>) -> MutexGuard<'_, Session<f32>> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn options(o: Option<JsEngineOptions>) -> dart_core::Result<EngineOptions> {
@@ -120,7 +131,7 @@ fn unit(_: Env, _: ()) -> Result<()> {
     Ok(())
 }
 
-#[napi(object)]
+#[napi(object, js_name = "EngineOptions")]
 #[derive(Default)]
 pub struct JsEngineOptions {
     /// Worker threads; 0 or absent = all cores.
@@ -131,7 +142,7 @@ pub struct JsEngineOptions {
     pub seed: Option<f64>,
 }
 
-#[napi(object)]
+#[napi(object, js_name = "AdapterSpec")]
 pub struct JsAdapterSpec {
     pub rank: u32,
     pub alpha: f64,
@@ -143,7 +154,7 @@ pub struct JsAdapterSpec {
     pub use_rslora: Option<bool>,
 }
 
-#[napi(object)]
+#[napi(object, js_name = "StepOptions")]
 pub struct JsStepOptions {
     pub lr: f64,
     pub beta1: Option<f64>,
@@ -156,7 +167,7 @@ pub struct JsStepOptions {
     pub slots: Option<Vec<u32>>,
 }
 
-#[napi(object)]
+#[napi(object, js_name = "SlotReport")]
 pub struct JsSlotReport {
     /// Slot index, -1 for the base model.
     pub slot: i32,
@@ -166,7 +177,7 @@ pub struct JsSlotReport {
     pub updated: bool,
 }
 
-#[napi(object)]
+#[napi(object, js_name = "StepReport")]
 pub struct JsStepReport {
     pub slots: Vec<JsSlotReport>,
     pub base: Option<JsSlotReport>,
@@ -179,7 +190,7 @@ fn report(r: SlotReport) -> JsSlotReport {
 /// The dart-rl engine: a frozen base model with K routed LoRA slots.
 #[napi(js_name = "Engine")]
 pub struct JsEngine {
-    inner: Arc<Mutex<CoreEngine>>,
+    inner: Arc<RwLock<CoreEngine>>,
     source: String,
 }
 
@@ -194,7 +205,7 @@ impl JsEngine {
                 let e = checkpoint::load_model::<f32>(&PathBuf::from(&dir), &opts)?;
                 Ok((e, dir))
             },
-            |_, (e, dir)| Ok(JsEngine { inner: Arc::new(Mutex::new(e)), source: dir }),
+            |_, (e, dir)| Ok(JsEngine { inner: Arc::new(RwLock::new(e)), source: dir }),
         )
     }
 
@@ -205,14 +216,14 @@ impl JsEngine {
             let cfg = ModelConfig::from_json(&config_json)?;
             let seed = non_negative_int("seed", seed)?;
             let e = CoreEngine::random(cfg, seed, &options(opts)?)?;
-            Ok(JsEngine { inner: Arc::new(Mutex::new(e)), source: format!("random:{seed}") })
+            Ok(JsEngine { inner: Arc::new(RwLock::new(e)), source: format!("random:{seed}") })
         })
     }
 
     /// The model config as JSON (Hugging Face field names).
     #[napi]
     pub fn config_json(&self) -> String {
-        lock(&self.inner).config().to_json()
+        read(&self.inner).config().to_json()
     }
 
     /// Adds a LoRA slot; returns its index.
@@ -234,7 +245,7 @@ impl JsEngine {
 
     #[napi]
     pub fn num_adapters(&self) -> u32 {
-        lock(&self.inner).num_adapters() as u32
+        read(&self.inner).num_adapters() as u32
     }
 
     /// Full-parameter training of the base model (off: the backbone is frozen).
@@ -385,10 +396,195 @@ impl JsEngine {
         task(move || checkpoint::load_state(&mut lock(&inner), &PathBuf::from(dir)), unit)
     }
 
+    /// A generation session over this engine (see docs/engine-api.md).
+    #[napi]
+    pub fn session(&self, options: JsSessionOptions) -> Result<JsSession, Code> {
+        sync(|| {
+            let e = read(&self.inner);
+            let p = &options.plan;
+            let mut agents = Vec::with_capacity(p.agents.len());
+            for (i, a) in p.agents.iter().enumerate() {
+                let r: [i32; 4] = a.as_slice().try_into().map_err(|_| {
+                    DartError::InvalidArgument(format!("plan.agents[{i}] has {} routes, expected 4 (P, R, A, O)", a.len()))
+                })?;
+                agents.push(r);
+            }
+            let plan = GenPlan { agents, writer_r: p.writer_r as usize, writer_a: p.writer_a as usize };
+            let rules = RoleRules::new(options.rules.open.clone(), options.rules.close.clone())?;
+            let seed = non_negative_int("seed", options.seed.unwrap_or(0.0))?;
+            let session = Session::new(&e, plan, rules, seed)?;
+            Ok(JsSession { engine: self.inner.clone(), inner: Arc::new(Mutex::new(session)) })
+        })
+    }
+
     /// Test hook: panics inside an async task, to prove panics become
     /// DART_PANIC errors instead of aborting node.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn debug_panic(&self) -> AsyncTask<EngineTask<(), ()>> {
         task(|| panic!("debug_panic was called"), unit)
     }
+}
+
+#[napi(object, js_name = "GenPlan")]
+pub struct JsGenPlan {
+    /// Per agent, the route (slot or -1 = base) for each role [P, R, A, O]
+    /// of the token a position writes next.
+    pub agents: Vec<Vec<i32>>,
+    /// The agent that writes reasoning tokens.
+    pub writer_r: u32,
+    /// The agent that writes tool-call tokens.
+    pub writer_a: u32,
+}
+
+#[napi(object, js_name = "RoleRules")]
+pub struct JsRoleRules {
+    /// Token ids of the tag that opens a tool call (e.g. `<search>`).
+    pub open: Vec<i32>,
+    /// Token ids of the tag that closes it (e.g. `</search>`).
+    pub close: Vec<i32>,
+}
+
+#[napi(object, js_name = "SessionOptions")]
+pub struct JsSessionOptions {
+    pub plan: JsGenPlan,
+    pub rules: JsRoleRules,
+    pub seed: Option<f64>,
+}
+
+#[napi(object, js_name = "GenerateOptions")]
+pub struct JsGenerateOptions {
+    pub max_new_tokens: u32,
+    /// 0 = greedy; default 1.
+    pub temperature: Option<f64>,
+    /// Default 1 (off).
+    pub top_p: Option<f64>,
+    /// Default 0 (off).
+    pub top_k: Option<u32>,
+    /// End-of-sequence token ids.
+    pub eos: Option<Vec<i32>>,
+    /// Stop token sequences.
+    pub stop: Option<Vec<Vec<i32>>>,
+    /// Pause a sequence after it closes a tool call; default true.
+    pub pause_on_tool_call: Option<bool>,
+}
+
+/// Tokens of one sequence with their roles (0 P, 1 R, 2 A, 3 O), writer
+/// routes and logprobs (0 for tokens the model did not write).
+#[napi(object, js_name = "Generated")]
+pub struct JsGenerated {
+    pub seq: u32,
+    pub tokens: Int32Array,
+    pub roles: Uint8Array,
+    pub routes: Int32Array,
+    pub logprobs: Float32Array,
+    /// "eos" | "stop" | "tool_call" | "length" | "running"
+    pub stop: String,
+}
+
+fn generated(g: Generated) -> JsGenerated {
+    JsGenerated {
+        seq: g.seq as u32,
+        tokens: Int32Array::new(g.tokens),
+        roles: Uint8Array::new(g.roles.into_iter().map(|r| r as u8).collect()),
+        routes: Int32Array::new(g.routes),
+        logprobs: Float32Array::new(g.logprobs),
+        stop: g.stop.name().to_string(),
+    }
+}
+
+/// Batched generation over one engine: sequences, a KV cache per sequence
+/// and agent, routing by role while decoding.
+#[napi(js_name = "Session")]
+pub struct JsSession {
+    engine: Arc<RwLock<CoreEngine>>,
+    inner: Arc<Mutex<Session<f32>>>,
+}
+
+#[napi]
+impl JsSession {
+    /// Adds a sequence with its prompt tokens (role P); returns its index.
+    #[napi]
+    pub fn add_sequence(&self, prompt: Int32Array) -> Result<u32, Code> {
+        sync(|| Ok(lock_session(&self.inner).add_sequence(&read(&self.engine), &prompt)? as u32))
+    }
+
+    /// Appends prompt or tool-output tokens and resumes the sequence.
+    #[napi]
+    pub fn extend(&self, seq: u32, tokens: Int32Array, role: String) -> Result<(), Code> {
+        sync(|| {
+            let role = match role.as_str() {
+                "prompt" => Role::Prompt,
+                "observation" => Role::Observation,
+                other => return Err(DartError::InvalidArgument(format!("role {other:?}, expected \"prompt\" or \"observation\""))),
+            };
+            lock_session(&self.inner).extend(&read(&self.engine), seq as usize, &tokens, role)
+        })
+    }
+
+    /// Stops generating a sequence until it is extended again.
+    #[napi]
+    pub fn finish(&self, seq: u32) {
+        lock_session(&self.inner).finish(seq as usize)
+    }
+
+    /// Decodes every active sequence until each stops; resolves to what
+    /// each one gained in this call.
+    #[napi(ts_return_type = "Promise<Array<Generated>>")]
+    pub fn generate(&self, options: JsGenerateOptions) -> AsyncTask<EngineTask<Vec<Generated>, Vec<JsGenerated>>> {
+        let (engine, inner) = (self.engine.clone(), self.inner.clone());
+        let d = SampleOptions::default();
+        let o = SampleOptions {
+            max_new_tokens: options.max_new_tokens as usize,
+            temperature: options.temperature.unwrap_or(d.temperature),
+            top_p: options.top_p.unwrap_or(d.top_p),
+            top_k: options.top_k.map(|k| k as usize).unwrap_or(0),
+            eos: options.eos.unwrap_or_default(),
+            stop: options.stop.unwrap_or_default(),
+            pause_on_tool_call: options.pause_on_tool_call.unwrap_or(true),
+        };
+        task(move || lock_session(&inner).generate(&read(&engine), &o), |_, v| Ok(v.into_iter().map(generated).collect()))
+    }
+
+    /// The whole history of a sequence (for training on it).
+    #[napi]
+    pub fn sequence(&self, seq: u32) -> Result<JsGenerated, Code> {
+        sync(|| {
+            let s = lock_session(&self.inner);
+            let n = s.seqs.len();
+            let q = s.seqs.get(seq as usize).ok_or_else(|| DartError::InvalidArgument(format!("sequence {seq}, expected 0..{n}")))?;
+            Ok(generated(Generated {
+                seq: seq as usize,
+                tokens: q.tokens.clone(),
+                roles: q.roles.clone(),
+                routes: q.routes.clone(),
+                logprobs: q.logprobs.clone(),
+                stop: q.stop,
+            }))
+        })
+    }
+
+    #[napi]
+    pub fn num_sequences(&self) -> u32 {
+        lock_session(&self.inner).seqs.len() as u32
+    }
+}
+
+/// Roles of a trajectory from who wrote each token (0 prompt, 1 model,
+/// 2 tool), by the same rule generation uses.
+#[napi(js_name = "assignRoles")]
+pub fn assign_roles_js(tokens: Int32Array, sources: Uint8Array, rules: JsRoleRules) -> Result<Uint8Array, Code> {
+    sync(|| {
+        let src = sources
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| match s {
+                0 => Ok(Source::Prompt),
+                1 => Ok(Source::Model),
+                2 => Ok(Source::Tool),
+                _ => Err(DartError::InvalidArgument(format!("sources[{i}] = {s}, expected 0 (prompt), 1 (model) or 2 (tool)"))),
+            })
+            .collect::<dart_core::Result<Vec<_>>>()?;
+        let rules = RoleRules::new(rules.open, rules.close)?;
+        Ok(Uint8Array::new(assign_roles(&tokens, &src, &rules)?.into_iter().map(|r| r as u8).collect()))
+    })
 }
