@@ -9,6 +9,8 @@
 //!
 //! The wgpu half needs an adapter (CI installs Mesa lavapipe). Without one
 //! every test fails, unless DART_SKIP_WGPU=1. DART_WGPU_ADAPTER pins one.
+#![cfg(feature = "wgpu")]
+
 use dart_core::gpu::{seq_meta, GpuContext, GpuOps};
 use dart_core::ops::attention::{attention_backward, attention_forward, AttnShape};
 use dart_core::ops::embedding::{embedding_backward, embedding_forward};
