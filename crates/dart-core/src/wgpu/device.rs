@@ -448,7 +448,7 @@ impl GpuContext {
     /// Records one dispatch of `kernel.entry` with parameter words `params`
     /// at binding 0 and `(binding, tensor)` pairs, over `groups` workgroups.
     pub(crate) fn dispatch(&self, k: Kernel, entry: &'static str, params: &[u32], bufs: &[(u32, &GpuTensor)], groups: [u32; 3]) {
-        if groups.iter().any(|&g| g == 0) {
+        if groups.contains(&0) {
             return;
         }
         let pipe = self.pipeline(k.0, k.1, entry);

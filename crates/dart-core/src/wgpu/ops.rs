@@ -162,7 +162,7 @@ impl GpuOps {
 
     fn attn_params(sh: AttnShape, rows: usize) -> [u32; 5] {
         assert!(sh.head_dim <= MAX_HEAD_DIM, "head_dim {} > {MAX_HEAD_DIM}", sh.head_dim);
-        assert!(sh.kv_heads > 0 && sh.heads % sh.kv_heads == 0);
+        assert!(sh.kv_heads > 0 && sh.heads.is_multiple_of(sh.kv_heads));
         [u(rows), u(sh.heads), u(sh.kv_heads), u(sh.head_dim), f(1.0 / (sh.head_dim as f64).sqrt())]
     }
 
@@ -396,6 +396,7 @@ impl GpuOps {
 
     /// Writes each session's new k/v row ([sessions, kv_width]) into its cache
     /// ([sessions, max_len, kv_width]) at position pos[s] (u32 tensor).
+    #[allow(clippy::too_many_arguments)]
     pub fn kv_append(&self, cache_k: &GpuTensor, cache_v: &GpuTensor, k: &GpuTensor, v: &GpuTensor, pos: &GpuTensor, kv_width: usize, max_len: usize) {
         let s = pos.len();
         self.ctx.dispatch(
