@@ -58,6 +58,85 @@ export interface StepReport {
   readonly base?: SlotReport
 }
 
+// ---------------------------------------------------------------------------
+// Generation (docs/engine-api.md, "Generation")
+
+/** Role codes of tokens: 0 P (prompt), 1 R (reasoning), 2 A (tool call), 3 O (tool output). */
+export const ROLE = { P: 0, R: 1, A: 2, O: 3 } as const
+export type RoleCode = (typeof ROLE)[keyof typeof ROLE]
+
+/**
+ * A routing plan for generation: per agent, the route (slot or -1 = base)
+ * for each role [P, R, A, O] of the token a position writes next, and which
+ * agent writes R and which writes A tokens.
+ */
+export interface GenPlan {
+  readonly agents: ReadonlyArray<readonly [number, number, number, number]>
+  readonly writerR: number
+  readonly writerA: number
+}
+
+/** The tool-call tags as token sequences (e.g. `<search>` and `</search>`). */
+export interface RoleRules {
+  readonly open: ReadonlyArray<number>
+  readonly close: ReadonlyArray<number>
+}
+
+export interface SessionOptions {
+  readonly plan: GenPlan
+  readonly rules: RoleRules
+  /** Seed of the sampling RNG (sequence i draws from stream i). Default 0. */
+  readonly seed?: number
+}
+
+export interface GenerateOptions {
+  /** Per call and sequence. */
+  readonly maxNewTokens: number
+  /** 0 = greedy; default 1. */
+  readonly temperature?: number
+  /** Default 1 (off). */
+  readonly topP?: number
+  /** Default 0 (off). */
+  readonly topK?: number
+  /** End-of-sequence token ids. */
+  readonly eos?: ReadonlyArray<number>
+  /** Stop token sequences. */
+  readonly stop?: ReadonlyArray<ReadonlyArray<number>>
+  /** Pause a sequence after it closes a tool call (stop "tool_call"); default true. */
+  readonly pauseOnToolCall?: boolean
+}
+
+export type StopReason = "eos" | "stop" | "tool_call" | "length" | "running"
+
+/**
+ * Tokens of a sequence (what one `generate` call added, or the whole history)
+ * with their roles, writer routes and logprobs (0 where the model did not write).
+ */
+export interface Generated {
+  readonly seq: number
+  readonly tokens: Int32Array
+  readonly roles: Uint8Array
+  readonly routes: Int32Array
+  readonly logprobs: Float32Array
+  /** A string in the addon's typing; one of `StopReason`. */
+  readonly stop: string
+}
+
+/** An instance of the addon's `Session` class (from `NativeEngine.session`). */
+export interface NativeSession {
+  /** Adds a sequence with its prompt (role P); returns its index. */
+  addSequence(prompt: Int32Array): number
+  /** Appends prompt or tool-output tokens and makes the sequence active again. */
+  extend(seq: number, tokens: Int32Array, role: "prompt" | "observation"): void
+  /** Stops generating a sequence until it is extended again. */
+  finish(seq: number): void
+  /** Decodes every active sequence until each stops; what each gained in this call. */
+  generate(options: GenerateOptions): Promise<Array<Generated>>
+  /** The whole history of a sequence. */
+  sequence(seq: number): Generated
+  numSequences(): number
+}
+
 /** An instance of the addon's `Engine` class. */
 export interface NativeEngine {
   configJson(): string
@@ -76,6 +155,8 @@ export interface NativeEngine {
   loadAdapter(dir: string): Promise<number>
   saveState(dir: string): Promise<void>
   loadState(dir: string): Promise<void>
+  /** A generation session over this engine. */
+  session(options: SessionOptions): NativeSession
 }
 
 /** The addon's `Engine` class (static side). */
@@ -86,6 +167,11 @@ export interface NativeEngineClass {
 
 export interface NativeModule {
   readonly Engine: NativeEngineClass
+  /**
+   * Roles of a trajectory from who wrote each token (sources: 0 prompt,
+   * 1 model, 2 tool), by the same rule generation uses.
+   */
+  readonly assignRoles: (tokens: Int32Array, sources: Uint8Array, rules: RoleRules) => Uint8Array
 }
 
 let cached: NativeModule | undefined
