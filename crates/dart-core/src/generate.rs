@@ -484,8 +484,12 @@ impl<T: Float> Session<T> {
 fn sample<T: Float>(z: &[T], o: &SampleOptions, rng: &mut ChaCha8Rng) -> (i32, f32) {
     let zf: Vec<f64> = z.iter().map(|x| x.as_f64()).collect();
     let m = zf.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let lse = m + zf.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
-    let logp = |t: usize| (z[t].as_f64() - lse) as f32;
+    // The same arithmetic as ops::logprob, so the recorded logprob is the
+    // one training recomputes.
+    let mt = z.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+    let s: f64 = z.iter().map(|&x| (x - mt).as_f64().exp()).sum();
+    let lse = mt + T::from_f64(s.ln());
+    let logp = |t: usize| (z[t] - lse).as_f64() as f32;
     let argmax = || zf.iter().enumerate().fold(0, |b, (i, &x)| if x > zf[b] { i } else { b });
     if o.temperature == 0.0 {
         let t = argmax();

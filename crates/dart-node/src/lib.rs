@@ -397,7 +397,7 @@ impl JsEngine {
     }
 
     /// A generation session over this engine (see docs/engine-api.md).
-    #[napi]
+    #[napi(ts_args_type = "options: SessionOptions", ts_return_type = "Session")]
     pub fn session(&self, options: JsSessionOptions) -> Result<JsSession, Code> {
         sync(|| {
             let e = read(&self.inner);

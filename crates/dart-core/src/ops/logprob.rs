@@ -10,9 +10,11 @@ pub fn logprob_forward<T: Float>(logp: &mut [T], lse: &mut [T], logits: &[T], ta
         .zip(lse.par_iter_mut())
         .zip(logits.par_chunks(vocab).zip(targets.par_iter()))
         .for_each(|((lp, l), (z, &t))| {
+            // Summed in f64 so that the result does not depend on the
+            // vocabulary's summation order (generation computes it the same way).
             let m = z.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-            let s = z.iter().map(|&x| (x - m).exp()).sum::<T>();
-            *l = m + s.ln();
+            let s: f64 = z.iter().map(|&x| (x - m).as_f64().exp()).sum();
+            *l = m + T::from_f64(s.ln());
             *lp = if t >= 0 { z[t as usize] - *l } else { T::zero() };
         });
 }
