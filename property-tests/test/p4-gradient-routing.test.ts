@@ -13,7 +13,7 @@
  * |got - want| <= 1e-4 * (1 + max|want|) per tensor (logprobs: 1e-5 * (1 + max|logp|)).
  */
 import { expect, it } from "vitest"
-import type { JsAdapterSpec } from "@dart-rl/node"
+import type { AdapterSpec } from "@dart-rl/node"
 import {
   assertClose,
   assertTensorsClose,
@@ -43,7 +43,7 @@ it("property 4: each adapter's gradient is the sum of its positions' gradients (
     for (const e of new Set(routeEntries(seqLens))) {
       const slot = c.routes[e]!
       if (slot < 0) continue
-      const spec: JsAdapterSpec = { ...c.specs[slot]!, bInitStd: 0 }
+      const spec: AdapterSpec = { ...c.specs[slot]!, bInitStd: 0 }
       const copy = untied.addAdapter(spec)
       for (const [name, w] of Object.entries(weights[slot]!)) untied.setAdapterTensor(copy, name, w)
       copyOf[copy] = slot

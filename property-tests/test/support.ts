@@ -5,7 +5,7 @@
  */
 import fc from "fast-check"
 import { createRequire } from "node:module"
-import type { Engine as EngineClass, JsAdapterSpec } from "@dart-rl/node"
+import type { Engine as EngineClass, AdapterSpec } from "@dart-rl/node"
 
 const require = createRequire(import.meta.url)
 export const { Engine } = require("@dart-rl/node") as typeof import("@dart-rl/node")
@@ -118,7 +118,7 @@ export const targetsArb: fc.Arbitrary<string[]> = fc
   .subarray([...LORA_TARGETS], { minLength: 1 })
 
 /** Random adapter specs; B ~ N(0, 0.1..0.5) so that adapters change the outputs. */
-export const adapterSpecArb: fc.Arbitrary<JsAdapterSpec> = fc.record({
+export const adapterSpecArb: fc.Arbitrary<AdapterSpec> = fc.record({
   rank: fc.integer({ min: 1, max: 8 }),
   alpha: fc.integer({ min: 1, max: 32 }),
   targets: targetsArb,
@@ -127,7 +127,7 @@ export const adapterSpecArb: fc.Arbitrary<JsAdapterSpec> = fc.record({
   useRslora: fc.boolean()
 })
 
-export const adapterSpecsArb = (minK: number, maxK: number): fc.Arbitrary<JsAdapterSpec[]> =>
+export const adapterSpecsArb = (minK: number, maxK: number): fc.Arbitrary<AdapterSpec[]> =>
   fc.array(adapterSpecArb, { minLength: minK, maxLength: maxK })
 
 // ---------------------------------------------------------------- batches
@@ -162,7 +162,7 @@ export const dLdlogpArb = (n: number): fc.Arbitrary<Float32Array> =>
 export type Case = {
   cfg: ModelConfig
   seed: number
-  specs: JsAdapterSpec[]
+  specs: AdapterSpec[]
   batch: Batch
   routes: Int32Array
   dLdlogp: Float32Array
@@ -216,6 +216,16 @@ export const routeEntries = (seqLens: ArrayLike<number>): Int32Array => {
 /** The adapter slot (or -1 = base) that each position runs with. */
 export const positionRoutes = (seqLens: ArrayLike<number>, routes: ArrayLike<number>): Int32Array =>
   routeEntries(seqLens).map((e) => routes[e]!)
+
+/**
+ * The routes of the positions that predict a token (every position but the
+ * last of each sequence): what the engine counts as a slot's tokens.
+ */
+export const predictingRoutes = (seqLens: ArrayLike<number>, routes: ArrayLike<number>): Int32Array => {
+  const out: number[] = []
+  for (const [s, l] of sequences(seqLens)) for (let i = 1; i < l; i++) out.push(routes[s + i]!)
+  return Int32Array.from(out)
+}
 
 /** Slots that some position runs with. */
 export const routedSlots = (seqLens: ArrayLike<number>, routes: ArrayLike<number>): Set<number> =>
