@@ -252,7 +252,7 @@ struct Case {
 
 impl Case {
     fn new(cfg: &ModelConfig, bc: &BenchConfig, dart: bool, threads: usize) -> Case {
-        let opts = EngineOptions { threads, seed: 0 };
+        let opts = EngineOptions { threads, seed: 0, backend: dart_core::BackendKind::Cpu };
         let mut engine = Engine::<f32>::random(cfg.clone(), 1234, &opts).expect("random engine");
         let ranks: &[usize] = if dart { &[DART_RANK, DART_RANK] } else { &[REF_RANK] };
         for (i, &r) in ranks.iter().enumerate() {

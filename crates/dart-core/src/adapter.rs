@@ -69,30 +69,37 @@ pub fn parse_targets(names: &[&str]) -> Result<Vec<Proj>> {
 
 /// One adapted projection of one layer: A [rank, in], B [out, rank] and
 /// their gradient accumulators.
-pub struct LoraPair<T> {
+/// Storage `S`: a host `Vec<T>` (`LoraPair<T>`) or a backend buffer.
+#[derive(Clone)]
+pub struct LoraPairOf<S> {
     pub layer: usize,
     pub proj: Proj,
     pub n_in: usize,
     pub n_out: usize,
-    pub a: Vec<T>,
-    pub b: Vec<T>,
-    pub ga: Vec<T>,
-    pub gb: Vec<T>,
+    pub a: S,
+    pub b: S,
+    pub ga: S,
+    pub gb: S,
 }
 
-pub struct Adapter<T> {
+/// An adapter slot's tensors in storage `S`; `Adapter<T>` is the host form.
+#[derive(Clone)]
+pub struct AdapterOf<S> {
     pub spec: AdapterSpec,
-    pub pairs: Vec<LoraPair<T>>,
+    pub pairs: Vec<LoraPairOf<S>>,
     /// pairs index by layer * 7 + proj.
     index: Vec<Option<usize>>,
 }
+
+pub type LoraPair<T> = LoraPairOf<Vec<T>>;
+pub type Adapter<T> = AdapterOf<Vec<T>>;
 
 /// PEFT's tensor name for a LoRA matrix ("A" or "B").
 pub fn peft_name(layer: usize, proj: Proj, ab: &str) -> String {
     format!("base_model.model.model.layers.{layer}.{}.{}.lora_{ab}.weight", proj.module(), proj.name())
 }
 
-impl<T: Float> Adapter<T> {
+impl<T: Float> AdapterOf<Vec<T>> {
     /// A ~ N(0, 0.02) and B = 0 (or N(0, b_init_std)), seeded by the spec.
     pub fn new(cfg: &ModelConfig, spec: AdapterSpec) -> Result<Self> {
         spec.validate()?;
@@ -112,17 +119,39 @@ impl<T: Float> Adapter<T> {
                     vec![T::zero(); n_out * r]
                 };
                 index[layer * 7 + proj as usize] = Some(pairs.len());
-                pairs.push(LoraPair { layer, proj, n_in, n_out, a, b, ga: vec![T::zero(); r * n_in], gb: vec![T::zero(); n_out * r] });
+                pairs.push(LoraPairOf { layer, proj, n_in, n_out, a, b, ga: vec![T::zero(); r * n_in], gb: vec![T::zero(); n_out * r] });
             }
         }
-        Ok(Adapter { spec, pairs, index })
+        Ok(AdapterOf { spec, pairs, index })
     }
 
-    pub fn pair(&self, layer: usize, proj: Proj) -> Option<&LoraPair<T>> {
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.pairs {
+            p.ga.iter_mut().for_each(|x| *x = T::zero());
+            p.gb.iter_mut().for_each(|x| *x = T::zero());
+        }
+    }
+}
+
+impl<S> AdapterOf<S> {
+    /// The same adapter in another storage (upload, download, convert).
+    pub fn map<S2>(&self, mut f: impl FnMut(&S) -> S2) -> AdapterOf<S2> {
+        AdapterOf {
+            spec: self.spec.clone(),
+            pairs: self
+                .pairs
+                .iter()
+                .map(|p| LoraPairOf { layer: p.layer, proj: p.proj, n_in: p.n_in, n_out: p.n_out, a: f(&p.a), b: f(&p.b), ga: f(&p.ga), gb: f(&p.gb) })
+                .collect(),
+            index: self.index.clone(),
+        }
+    }
+
+    pub fn pair(&self, layer: usize, proj: Proj) -> Option<&LoraPairOf<S>> {
         self.index[layer * 7 + proj as usize].map(|i| &self.pairs[i])
     }
 
-    pub fn pair_mut(&mut self, layer: usize, proj: Proj) -> Option<&mut LoraPair<T>> {
+    pub fn pair_mut(&mut self, layer: usize, proj: Proj) -> Option<&mut LoraPairOf<S>> {
         self.index[layer * 7 + proj as usize].map(move |i| &mut self.pairs[i])
     }
 
@@ -137,35 +166,33 @@ impl<T: Float> Adapter<T> {
             .collect()
     }
 
-    pub fn params(&self) -> Vec<&Vec<T>> {
+    pub fn params(&self) -> Vec<&S> {
         self.pairs.iter().flat_map(|p| [&p.a, &p.b]).collect()
     }
 
-    pub fn params_and_grads_mut(&mut self) -> Vec<(&mut Vec<T>, &mut Vec<T>)> {
+    pub fn params_and_grads_mut(&mut self) -> Vec<(&mut S, &mut S)> {
         self.pairs.iter_mut().flat_map(|p| [(&mut p.a, &mut p.ga), (&mut p.b, &mut p.gb)]).collect()
     }
 
-    pub fn grads(&self) -> Vec<&Vec<T>> {
+    pub fn grads(&self) -> Vec<&S> {
         self.pairs.iter().flat_map(|p| [&p.ga, &p.gb]).collect()
     }
 
-    pub fn zero_grad(&mut self) {
-        for p in &mut self.pairs {
-            p.ga.iter_mut().for_each(|x| *x = T::zero());
-            p.gb.iter_mut().for_each(|x| *x = T::zero());
-        }
-    }
-
-    /// Mutable access to one named tensor (PEFT name).
-    pub fn tensor_mut(&mut self, name: &str) -> Result<&mut Vec<T>> {
+    /// Index of a named tensor (PEFT name) in `params` order.
+    pub fn tensor_index(&self, name: &str) -> Result<usize> {
         let names: Vec<String> = self.names_shapes().into_iter().map(|(n, _)| n).collect();
-        let i = names.iter().position(|n| n == name).ok_or_else(|| {
+        names.iter().position(|n| n == name).ok_or_else(|| {
             DartError::MissingTensor(format!(
                 "{name:?} is not a tensor of this adapter (targets {:?}, e.g. {:?})",
                 self.spec.targets.iter().map(|p| p.name()).collect::<Vec<_>>(),
                 names.first()
             ))
-        })?;
+        })
+    }
+
+    /// Mutable access to one named tensor (PEFT name).
+    pub fn tensor_mut(&mut self, name: &str) -> Result<&mut S> {
+        let i = self.tensor_index(name)?;
         let p = &mut self.pairs[i / 2];
         Ok(if i % 2 == 0 { &mut p.a } else { &mut p.b })
     }

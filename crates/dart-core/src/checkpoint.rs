@@ -7,6 +7,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::error::{DartError, Result};
 use crate::float::Float;
 use crate::io::{write_atomic, write_safetensors, TensorStore};
+use crate::optim::AdamState;
 use crate::weights::Weights;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -31,8 +32,9 @@ pub fn load_model<T: Float>(dir: &Path, opts: &EngineOptions) -> Result<Engine<T
 pub fn save_model<T: Float>(engine: &Engine<T>, dir: &Path) -> Result<()> {
     let cfg = engine.config();
     let ns = Weights::<T>::names_shapes(cfg);
+    let w = engine.weights();
     let tensors: Vec<(String, Vec<usize>, &[T])> =
-        ns.into_iter().zip(engine.weights().fields()).map(|((n, s), d)| (n, s, d.as_slice())).collect();
+        ns.into_iter().zip(w.fields()).map(|((n, s), d)| (n, s, d.as_slice())).collect();
     write_safetensors(&dir.join("model.safetensors"), &tensors, BTreeMap::from([("format".into(), "pt".into())]))?;
     write_atomic(&dir.join("config.json"), cfg.to_json().as_bytes())
 }
@@ -143,15 +145,16 @@ pub fn save_state<T: Float>(engine: &Engine<T>, dir: &Path) -> Result<()> {
     meta.insert("format".to_string(), STATE_FORMAT.to_string());
     meta.insert("slots".to_string(), engine.num_adapters().to_string());
     meta.insert("rng".to_string(), rng_to_string(engine.rng()));
-    for slot in 0..engine.num_adapters() {
-        let st = engine.optimizer_state(slot)?;
+    let states: Vec<AdamState<T>> = (0..engine.num_adapters()).map(|s| engine.optimizer_state(s)).collect::<Result<_>>()?;
+    let base_state = engine.base_optimizer_state();
+    for (slot, st) in states.iter().enumerate() {
         meta.insert(format!("slot.{slot}.step"), st.step.to_string());
-        for (i, (name, shape)) in engine.adapter(slot)?.names_shapes().into_iter().enumerate() {
+        for (i, (name, shape)) in engine.adapter_names_shapes(slot)?.into_iter().enumerate() {
             tensors.push((format!("slot.{slot}.{name}.exp_avg"), shape.clone(), &st.m[i]));
             tensors.push((format!("slot.{slot}.{name}.exp_avg_sq"), shape, &st.v[i]));
         }
     }
-    if let Some(st) = engine.base_optimizer_state() {
+    if let Some(st) = &base_state {
         meta.insert("base.step".to_string(), st.step.to_string());
         for (i, (name, shape)) in Weights::<T>::names_shapes(engine.config()).into_iter().enumerate() {
             tensors.push((format!("base.{name}.exp_avg"), shape.clone(), &st.m[i]));
@@ -178,25 +181,24 @@ pub fn load_state<T: Float>(engine: &mut Engine<T>, dir: &Path) -> Result<()> {
         )));
     }
     for slot in 0..slots {
-        let names = engine.adapter(slot)?.names_shapes();
+        let names = engine.adapter_names_shapes(slot)?;
         let step: u64 = get(&format!("slot.{slot}.step"))?.parse().map_err(|_| DartError::Io("step".into()))?;
-        let st = engine.optimizer_state_mut(slot)?;
-        st.step = step;
-        for (i, (name, shape)) in names.iter().enumerate() {
-            st.m[i] = store.get(&format!("slot.{slot}.{name}.exp_avg"), shape)?;
-            st.v[i] = store.get(&format!("slot.{slot}.{name}.exp_avg_sq"), shape)?;
+        let mut st = AdamState { step, m: Vec::new(), v: Vec::new() };
+        for (name, shape) in names.iter() {
+            st.m.push(store.get(&format!("slot.{slot}.{name}.exp_avg"), shape)?);
+            st.v.push(store.get(&format!("slot.{slot}.{name}.exp_avg_sq"), shape)?);
         }
+        engine.set_optimizer_state(slot, &st)?;
     }
     if meta.contains_key("base.step") {
-        engine.set_train_base(true);
         let names = Weights::<T>::names_shapes(engine.config());
         let step: u64 = get("base.step")?.parse().map_err(|_| DartError::Io("base.step".into()))?;
-        let st = engine.base_optimizer_state_mut().expect("set_train_base creates it");
-        st.step = step;
-        for (i, (name, shape)) in names.iter().enumerate() {
-            st.m[i] = store.get(&format!("base.{name}.exp_avg"), shape)?;
-            st.v[i] = store.get(&format!("base.{name}.exp_avg_sq"), shape)?;
+        let mut st = AdamState { step, m: Vec::new(), v: Vec::new() };
+        for (name, shape) in names.iter() {
+            st.m.push(store.get(&format!("base.{name}.exp_avg"), shape)?);
+            st.v.push(store.get(&format!("base.{name}.exp_avg_sq"), shape)?);
         }
+        engine.set_base_optimizer_state(&st)?;
     }
     *engine.rng_mut() = rng_from_string(&get("rng")?)?;
     Ok(())

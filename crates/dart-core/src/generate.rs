@@ -9,19 +9,11 @@
 //! several agents (two-agent, LEAS hybrids) = one cache each, brought up to
 //! date (re-encoded) when that agent next writes.
 use crate::batch::BASE_ROUTE;
-use crate::config::ModelConfig;
-use crate::engine::{fill, routed_projection, Engine};
+use crate::engine::{Engine, EngineDecodeState};
 use crate::error::{DartError, Result};
 use crate::float::Float;
-use crate::ops::attention::{attention_cached, AttnShape};
-use crate::ops::embedding::embedding_forward;
-use crate::ops::lora::LoraScratch;
-use crate::ops::matmul::matmul;
-use crate::ops::rmsnorm::rmsnorm_forward;
-use crate::ops::rope::{rope_apply, rope_tables};
-use crate::ops::swiglu::swiglu_forward;
+use crate::model::DecodeBatch;
 use crate::roles::{Role, RoleRules, RoleTracker, Transition};
-use crate::weights::Proj;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -135,29 +127,8 @@ impl StopReason {
     }
 }
 
-/// Keys and values of every layer for one sequence and one agent.
-struct KvCache<T> {
-    len: usize,
-    k: Vec<Vec<T>>,
-    v: Vec<Vec<T>>,
-}
-
-impl<T: Float> KvCache<T> {
-    fn new(layers: usize) -> Self {
-        KvCache { len: 0, k: vec![Vec::new(); layers], v: vec![Vec::new(); layers] }
-    }
-    /// Capacity grows by doubling, so appends are amortised O(1).
-    fn reserve(&mut self, positions: usize, kw: usize) {
-        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
-            if buf.len() < positions * kw {
-                let cap = (positions.next_power_of_two().max(64)) * kw;
-                buf.resize(cap, T::zero());
-            }
-        }
-    }
-}
-
 pub struct Sequence<T> {
+    _t: std::marker::PhantomData<T>,
     pub tokens: Vec<i32>,
     pub roles: Vec<Role>,
     /// Writer route of every token (routes[0] is never used).
@@ -165,7 +136,8 @@ pub struct Sequence<T> {
     /// Logprob of every model-written token under its route; 0 elsewhere.
     pub logprobs: Vec<f32>,
     pub stop: StopReason,
-    caches: Vec<KvCache<T>>,
+    /// Rows each agent's KV cache holds (cache id = seq * agents + agent).
+    cached: Vec<usize>,
     tracker: RoleTracker,
     rng: ChaCha8Rng,
     /// Whether `generate` should continue it.
@@ -183,33 +155,13 @@ pub struct Generated {
     pub stop: StopReason,
 }
 
-/// Reused buffers of the decode forward.
-#[derive(Default)]
-struct DecodeScratch<T> {
-    x: Vec<T>,
-    xn: Vec<T>,
-    rstd: Vec<T>,
-    q: Vec<T>,
-    k: Vec<T>,
-    v: Vec<T>,
-    attn: Vec<T>,
-    tmp: Vec<T>,
-    gate: Vec<T>,
-    up: Vec<T>,
-    act: Vec<T>,
-    us: Vec<Vec<T>>,
-    lora: LoraScratch<T>,
-    last: Vec<T>,
-    logits: Vec<T>,
-}
-
 pub struct Session<T: Float> {
     plan: GenPlan,
     rules: RoleRules,
     seed: u64,
     pub seqs: Vec<Sequence<T>>,
-    rope: (usize, Vec<T>, Vec<T>),
-    scratch: DecodeScratch<T>,
+    /// KV caches and decode buffers on the engine's backend.
+    state: EngineDecodeState<T>,
 }
 
 /// One sequence's pending rows for one agent's cache.
@@ -223,7 +175,7 @@ struct Item {
 impl<T: Float> Session<T> {
     pub fn new(engine: &Engine<T>, plan: GenPlan, rules: RoleRules, seed: u64) -> Result<Self> {
         plan.validate(engine.num_adapters())?;
-        Ok(Session { plan, rules, seed, seqs: Vec::new(), rope: (0, vec![], vec![]), scratch: DecodeScratch::default() })
+        Ok(Session { plan, rules, seed, seqs: Vec::new(), state: engine.decode_state() })
     }
 
     pub fn plan(&self) -> &GenPlan {
@@ -238,14 +190,15 @@ impl<T: Float> Session<T> {
         let idx = self.seqs.len();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(idx as u64);
-        let layers = engine.config().num_hidden_layers;
+        let _ = engine;
         self.seqs.push(Sequence {
+            _t: std::marker::PhantomData,
             tokens: Vec::new(),
             roles: Vec::new(),
             routes: Vec::new(),
             logprobs: Vec::new(),
             stop: StopReason::Running,
-            caches: (0..self.plan.agents.len()).map(|_| KvCache::new(layers)).collect(),
+            cached: vec![0; self.plan.agents.len()],
             tracker: RoleTracker::new(self.rules.clone()),
             rng,
             active: true,
@@ -363,7 +316,7 @@ impl<T: Float> Session<T> {
         let s = &self.seqs[i];
         let next = s.tracker.next_role();
         let agent = self.plan.writer(next);
-        let start = s.caches[agent].len;
+        let start = s.cached[agent];
         let routes = (start..s.tokens.len())
             .map(|p| {
                 let role_after = if p + 1 < s.tokens.len() { s.roles[p + 1] } else { next };
@@ -376,105 +329,37 @@ impl<T: Float> Session<T> {
     /// Encodes the pending rows of every item into its cache and returns the
     /// logits of each item's last row [items, vocab].
     fn decode(&mut self, engine: &Engine<T>, items: &[Item]) -> Result<Vec<T>> {
-        let cfg: &ModelConfig = engine.config();
-        let (d, v) = (cfg.hidden_size, cfg.vocab_size);
-        let hd = cfg.head_dim();
-        let sh = AttnShape { heads: cfg.num_attention_heads, kv_heads: cfg.kv_heads(), head_dim: hd };
-        let (qw, kw) = (sh.heads * hd, sh.kv_heads * hd);
-        let w = engine.weights();
-        // Rows of all items, in order, with their positions and routes.
-        let mut tokens = Vec::new();
-        let mut pos = Vec::new();
-        let mut groups = vec![Vec::new(); engine.num_adapters()];
-        let mut rows = Vec::new();
-        let mut last_rows = Vec::new();
-        for (it_idx, it) in items.iter().enumerate() {
+        let agents = self.plan.agents.len();
+        // Rows of all items, in order, with their positions, caches and routes.
+        let mut db = DecodeBatch {
+            tokens: Vec::new(),
+            pos: Vec::new(),
+            groups: vec![Vec::new(); engine.num_adapters()],
+            rows: Vec::new(),
+            last_rows: Vec::new(),
+            reserve: Vec::new(),
+        };
+        for it in items {
             let s = &self.seqs[it.seq];
+            let cache = it.seq * agents + it.agent;
             for (j, p) in (it.start..s.tokens.len()).enumerate() {
-                let r = tokens.len() as u32;
-                tokens.push(s.tokens[p]);
-                pos.push(p as u32);
-                rows.push((it_idx, p));
+                let r = db.tokens.len() as u32;
+                db.tokens.push(s.tokens[p]);
+                db.pos.push(p as u32);
+                db.rows.push((cache, p));
                 if it.routes[j] >= 0 {
-                    groups[it.routes[j] as usize].push(r);
+                    db.groups[it.routes[j] as usize].push(r);
                 }
             }
-            last_rows.push(tokens.len() - 1);
+            db.last_rows.push(db.tokens.len() as u32 - 1);
+            db.reserve.push((cache, s.tokens.len()));
         }
-        let n = tokens.len();
-        let max_pos = pos.iter().copied().max().unwrap_or(0) as usize + 1;
-        if self.rope.0 < max_pos {
-            let cap = max_pos.next_power_of_two().max(64);
-            let (c, s) = rope_tables::<T>(cap, hd, cfg.rope_theta());
-            self.rope = (cap, c, s);
-        }
+        let logits = engine.decode(&mut self.state, &db)?;
         for it in items {
             let s = &mut self.seqs[it.seq];
-            let total = s.tokens.len();
-            s.caches[it.agent].reserve(total, kw);
+            s.cached[it.agent] = s.tokens.len();
         }
-        let sc = &mut self.scratch;
-        fill(&mut sc.x, n * d);
-        embedding_forward(&mut sc.x, &w.embed, &tokens, d);
-        let adapters = engine.adapters();
-        for (l, layer) in w.layers.iter().enumerate() {
-            fill(&mut sc.xn, n * d);
-            fill(&mut sc.rstd, n);
-            rmsnorm_forward(&mut sc.xn, &mut sc.rstd, &sc.x, &layer.input_norm, d, cfg.rms_norm_eps);
-            routed_projection(cfg, adapters, &groups, n, &mut sc.q, &mut sc.us, &sc.xn, l, Proj::Q, &layer.proj[0], &mut sc.lora);
-            routed_projection(cfg, adapters, &groups, n, &mut sc.k, &mut sc.us, &sc.xn, l, Proj::K, &layer.proj[1], &mut sc.lora);
-            routed_projection(cfg, adapters, &groups, n, &mut sc.v, &mut sc.us, &sc.xn, l, Proj::V, &layer.proj[2], &mut sc.lora);
-            rope_apply(&mut sc.q, &pos, sh.heads, hd, &self.rope.1, &self.rope.2, false);
-            rope_apply(&mut sc.k, &pos, sh.kv_heads, hd, &self.rope.1, &self.rope.2, false);
-            // KV-cache append.
-            for (r, &(it_idx, p)) in rows.iter().enumerate() {
-                let it = &items[it_idx];
-                let c = &mut self.seqs[it.seq].caches[it.agent];
-                c.k[l][p * kw..(p + 1) * kw].copy_from_slice(&sc.k[r * kw..(r + 1) * kw]);
-                c.v[l][p * kw..(p + 1) * kw].copy_from_slice(&sc.v[r * kw..(r + 1) * kw]);
-            }
-            let caches: Vec<(&[T], &[T])> = items
-                .iter()
-                .map(|it| {
-                    let c = &self.seqs[it.seq].caches[it.agent];
-                    (c.k[l].as_slice(), c.v[l].as_slice())
-                })
-                .collect();
-            fill(&mut sc.attn, n * qw);
-            attention_cached(&mut sc.attn, &sc.q, &caches, &rows, sh);
-            routed_projection(cfg, adapters, &groups, n, &mut sc.tmp, &mut sc.us, &sc.attn, l, Proj::O, &layer.proj[3], &mut sc.lora);
-            for (x, &y) in sc.x.iter_mut().zip(&sc.tmp) {
-                *x += y;
-            }
-            rmsnorm_forward(&mut sc.xn, &mut sc.rstd, &sc.x, &layer.post_norm, d, cfg.rms_norm_eps);
-            routed_projection(cfg, adapters, &groups, n, &mut sc.gate, &mut sc.us, &sc.xn, l, Proj::Gate, &layer.proj[4], &mut sc.lora);
-            routed_projection(cfg, adapters, &groups, n, &mut sc.up, &mut sc.us, &sc.xn, l, Proj::Up, &layer.proj[5], &mut sc.lora);
-            fill(&mut sc.act, n * cfg.intermediate_size);
-            swiglu_forward(&mut sc.act, &sc.gate, &sc.up);
-            routed_projection(cfg, adapters, &groups, n, &mut sc.tmp, &mut sc.us, &sc.act, l, Proj::Down, &layer.proj[6], &mut sc.lora);
-            for (x, &y) in sc.x.iter_mut().zip(&sc.tmp) {
-                *x += y;
-            }
-        }
-        for it in items {
-            let s = &mut self.seqs[it.seq];
-            s.caches[it.agent].len = s.tokens.len();
-        }
-        // Final norm and LM head only for each item's last row.
-        let m = items.len();
-        sc.last.clear();
-        for &r in &last_rows {
-            sc.last.extend_from_slice(&sc.x[r * d..(r + 1) * d]);
-        }
-        fill(&mut sc.xn, m * d);
-        fill(&mut sc.rstd, m);
-        rmsnorm_forward(&mut sc.xn, &mut sc.rstd, &sc.last, &w.norm, d, cfg.rms_norm_eps);
-        fill(&mut sc.logits, m * v);
-        matmul(&mut sc.logits, &sc.xn, w.head(), m, v, d, false, true, false);
-        if sc.logits.iter().any(|x| !x.is_finite()) {
-            return Err(DartError::NonFinite("logits are not finite while decoding".into()));
-        }
-        Ok(sc.logits.clone())
+        Ok(logits)
     }
 }
 

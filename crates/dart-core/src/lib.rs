@@ -2,6 +2,7 @@
 //! on a frozen backbone with K LoRA adapter slots, routed per token, with the
 //! paired forward/backward needed for RL on token logprobs.
 pub mod adapter;
+pub mod backend;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod float;
 #[cfg(feature = "wgpu")] #[path = "wgpu/mod.rs"] pub mod gpu;
 pub mod io;
+pub(crate) mod model;
 pub mod ops;
 pub mod optim;
 pub mod roles;
@@ -22,5 +24,6 @@ pub(crate) mod testutil;
 pub use config::ModelConfig;
 pub use error::{DartError, Result};
 pub use adapter::AdapterSpec;
+pub use backend::{BackendInfo, BackendKind};
 pub use engine::{Engine, EngineOptions, SlotReport, StepOptions};
 pub use optim::AdamW;

@@ -81,7 +81,14 @@ pub fn clip_factor(norm: f64, max_norm: f64) -> f64 {
 /// `grad_scale` applies clipping. Returns nothing; the caller zeroes grads.
 pub fn adamw_step<T: Float>(opt: &AdamW, st: &mut AdamState<T>, pg: &mut [(&mut Vec<T>, &mut Vec<T>)], grad_scale: f64) {
     st.step += 1;
-    let t = st.step as i32;
+    for (i, (p, g)) in pg.iter_mut().enumerate() {
+        adamw_update(opt, st.step, p, g, &mut st.m[i], &mut st.v[i], grad_scale);
+    }
+}
+
+/// The AdamW update of one tensor at step `step` (1-based, after increment).
+pub fn adamw_update<T: Float>(opt: &AdamW, step: u64, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], grad_scale: f64) {
+    let t = step as i32;
     let bc1 = 1.0 - opt.beta1.powi(t);
     let bc2 = 1.0 - opt.beta2.powi(t);
     let (b1, b2) = (T::from_f64(opt.beta1), T::from_f64(opt.beta2));
@@ -91,14 +98,11 @@ pub fn adamw_step<T: Float>(opt: &AdamW, st: &mut AdamState<T>, pg: &mut [(&mut 
     let decay = T::from_f64(1.0 - opt.lr * opt.weight_decay);
     let gs = T::from_f64(grad_scale);
     let eps = T::from_f64(opt.eps);
-    for (i, (p, g)) in pg.iter_mut().enumerate() {
-        let (m, v) = (&mut st.m[i], &mut st.v[i]);
-        for j in 0..p.len() {
-            let gj = g[j] * gs;
-            m[j] = b1 * m[j] + one_b1 * gj;
-            v[j] = b2 * v[j] + one_b2 * gj * gj;
-            p[j] = p[j] * decay - step_size * m[j] / (v[j].sqrt() / bc2_sqrt + eps);
-        }
+    for j in 0..p.len() {
+        let gj = g[j] * gs;
+        m[j] = b1 * m[j] + one_b1 * gj;
+        v[j] = b2 * v[j] + one_b2 * gj * gj;
+        p[j] = p[j] * decay - step_size * m[j] / (v[j].sqrt() / bc2_sqrt + eps);
     }
 }
 

@@ -57,28 +57,36 @@ impl Proj {
     }
 }
 
-pub struct Linear<T> {
-    pub w: Vec<T>,
-    pub b: Option<Vec<T>>,
+/// A dense layer's tensors in some storage `S` (a host `Vec<T>` or a
+/// backend buffer).
+#[derive(Clone)]
+pub struct Linear<S> {
+    pub w: S,
+    pub b: Option<S>,
 }
 
-pub struct Layer<T> {
-    pub input_norm: Vec<T>,
-    pub post_norm: Vec<T>,
-    pub proj: Vec<Linear<T>>,
+#[derive(Clone)]
+pub struct Layer<S> {
+    pub input_norm: S,
+    pub post_norm: S,
+    pub proj: Vec<Linear<S>>,
 }
 
-pub struct Weights<T> {
-    pub embed: Vec<T>,
-    pub layers: Vec<Layer<T>>,
-    pub norm: Vec<T>,
+/// The base model's tensors in storage `S`; `Weights<T>` is the host form.
+#[derive(Clone)]
+pub struct WeightsOf<S> {
+    pub embed: S,
+    pub layers: Vec<Layer<S>>,
+    pub norm: S,
     /// None when the embeddings are tied.
-    pub lm_head: Option<Vec<T>>,
+    pub lm_head: Option<S>,
 }
 
-impl<T: Float> Weights<T> {
-    /// HF names and shapes, in the order of `fields`.
-    pub fn names_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+/// The base model on the host.
+pub type Weights<T> = WeightsOf<Vec<T>>;
+
+/// HF names and shapes of the base tensors, in the order of `fields`.
+pub fn weight_names_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         let d = c.hidden_size;
         let mut v = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, d])];
         for l in 0..c.num_hidden_layers {
@@ -98,11 +106,17 @@ impl<T: Float> Weights<T> {
             v.push(("lm_head.weight".to_string(), vec![c.vocab_size, d]));
         }
         v
+}
+
+impl<S> WeightsOf<S> {
+    /// HF names and shapes, in the order of `fields`.
+    pub fn names_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+        weight_names_shapes(c)
     }
 
     /// Builds weights from a function of (name, shape), in `names_shapes` order.
-    pub fn build(c: &ModelConfig, mut f: impl FnMut(&str, &[usize]) -> crate::Result<Vec<T>>) -> crate::Result<Self> {
-        let ns = Self::names_shapes(c);
+    pub fn build(c: &ModelConfig, mut f: impl FnMut(&str, &[usize]) -> crate::Result<S>) -> crate::Result<Self> {
+        let ns = weight_names_shapes(c);
         let mut it = ns.iter();
         let mut next = || {
             let (n, s) = it.next().expect("names_shapes covers every field");
@@ -123,9 +137,72 @@ impl<T: Float> Weights<T> {
         }
         let norm = next()?;
         let lm_head = if c.tie_word_embeddings { None } else { Some(next()?) };
-        Ok(Weights { embed, layers, norm, lm_head })
+        Ok(WeightsOf { embed, layers, norm, lm_head })
     }
 
+    /// The same tensors in another storage (upload, download, convert).
+    pub fn map<S2>(&self, mut f: impl FnMut(&S) -> S2) -> WeightsOf<S2> {
+        WeightsOf {
+            embed: f(&self.embed),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    input_norm: f(&l.input_norm),
+                    post_norm: f(&l.post_norm),
+                    proj: l.proj.iter().map(|p| Linear { w: f(&p.w), b: p.b.as_ref().map(&mut f) }).collect(),
+                })
+                .collect(),
+            norm: f(&self.norm),
+            lm_head: self.lm_head.as_ref().map(&mut f),
+        }
+    }
+
+    pub fn fields(&self) -> Vec<&S> {
+        let mut v = vec![&self.embed];
+        for l in &self.layers {
+            v.push(&l.input_norm);
+            v.push(&l.post_norm);
+            for p in &l.proj {
+                v.push(&p.w);
+                if let Some(b) = &p.b {
+                    v.push(b);
+                }
+            }
+        }
+        v.push(&self.norm);
+        if let Some(h) = &self.lm_head {
+            v.push(h);
+        }
+        v
+    }
+
+    pub fn fields_mut(&mut self) -> Vec<&mut S> {
+        let mut v = vec![&mut self.embed];
+        for l in &mut self.layers {
+            v.push(&mut l.input_norm);
+            v.push(&mut l.post_norm);
+            for p in &mut l.proj {
+                v.push(&mut p.w);
+                if let Some(b) = &mut p.b {
+                    v.push(b);
+                }
+            }
+        }
+        v.push(&mut self.norm);
+        if let Some(h) = &mut self.lm_head {
+            v.push(h);
+        }
+        v
+    }
+
+    /// The LM head: its own matrix, or the embeddings when tied.
+    pub fn head(&self) -> &S {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+}
+
+impl<T: Float> WeightsOf<Vec<T>> {
     pub fn zeros(c: &ModelConfig) -> Self {
         Self::build(c, |_, s| Ok(vec![T::zero(); s.iter().product()])).expect("zeros cannot fail")
     }
@@ -150,48 +227,5 @@ impl<T: Float> Weights<T> {
             Ok((0..n).map(|_| T::from_f64(dist.sample(&mut rng))).collect())
         })
         .expect("random cannot fail")
-    }
-
-    pub fn fields(&self) -> Vec<&Vec<T>> {
-        let mut v = vec![&self.embed];
-        for l in &self.layers {
-            v.push(&l.input_norm);
-            v.push(&l.post_norm);
-            for p in &l.proj {
-                v.push(&p.w);
-                if let Some(b) = &p.b {
-                    v.push(b);
-                }
-            }
-        }
-        v.push(&self.norm);
-        if let Some(h) = &self.lm_head {
-            v.push(h);
-        }
-        v
-    }
-
-    pub fn fields_mut(&mut self) -> Vec<&mut Vec<T>> {
-        let mut v = vec![&mut self.embed];
-        for l in &mut self.layers {
-            v.push(&mut l.input_norm);
-            v.push(&mut l.post_norm);
-            for p in &mut l.proj {
-                v.push(&mut p.w);
-                if let Some(b) = &mut p.b {
-                    v.push(b);
-                }
-            }
-        }
-        v.push(&mut self.norm);
-        if let Some(h) = &mut self.lm_head {
-            v.push(h);
-        }
-        v
-    }
-
-    /// The LM head: its own matrix, or the embeddings when tied.
-    pub fn head(&self) -> &[T] {
-        self.lm_head.as_deref().unwrap_or(&self.embed)
     }
 }

@@ -16,8 +16,9 @@ pub fn tiny_config(tie: bool, model_type: &str) -> ModelConfig {
     .unwrap()
 }
 
+/// The cpu backend (these tests check cpu semantics: f64, bit-identity).
 pub fn opts(threads: usize) -> EngineOptions {
-    EngineOptions { threads, seed: 7 }
+    EngineOptions { threads, seed: 7, backend: dart_core::BackendKind::Cpu }
 }
 
 /// Two adapters with non-zero B so both matter.

@@ -281,6 +281,8 @@ impl OpsBackend for Gpu {
         let kw = sh.kv_heads * sh.head_dim;
         let sessions = pos.len();
         let (ck, cv) = (c.zeros(sessions * max_len * kw), c.zeros(sessions * max_len * kw));
+        // One row per session, each in its own cache.
+        let ident = c.upload_u32(&(0..sessions as u32).collect::<Vec<_>>());
         // Append step by step: at step t every session still growing writes row t.
         let steps = *pos.iter().max().unwrap() as usize + 1;
         for t in 0..steps {
@@ -296,10 +298,10 @@ impl OpsBackend for Gpu {
             }
             let _ = live;
             let (gk, gv, gpos) = (self.up(&nk), self.up(&nv), c.upload_u32(&p));
-            self.0.kv_append(&ck, &cv, &gk, &gv, &gpos, kw, max_len);
+            self.0.kv_append(&ck, &cv, &gk, &gv, &gpos, &ident, kw, max_len);
         }
         let (go, gl, gq, gpos) = (c.alloc(out.len()), c.alloc(sessions * sh.heads), self.up(q), c.upload_u32(pos));
-        self.0.decode_attention(&go, &gl, &gq, &ck, &cv, &gpos, max_len, sh);
+        self.0.decode_attention(&go, &gl, &gq, &ck, &cv, &gpos, &ident, max_len, sh);
         out.copy_from_slice(&c.download(&go));
     }
 }

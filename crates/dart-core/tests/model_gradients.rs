@@ -11,14 +11,34 @@ fn loss(e: &mut Engine<f64>, b: &Batch) -> f64 {
     lp.iter().zip(&b.dlogp).map(|(a, g)| a * g).sum()
 }
 
-fn numeric(e: &mut Engine<f64>, b: &Batch, get: &dyn Fn(&mut Engine<f64>) -> &mut f64) -> f64 {
+/// A tensor of the engine: (slot, index) of an adapter tensor, or (None, index) of a base tensor.
+type Which = (Option<usize>, usize);
+
+fn tensor(e: &Engine<f64>, w: Which) -> Vec<f64> {
+    match w {
+        (Some(slot), t) => e.adapter(slot).unwrap().params()[t].clone(),
+        (None, t) => e.weights().fields()[t].clone(),
+    }
+}
+
+fn set(e: &mut Engine<f64>, w: Which, data: &[f64]) {
+    match w {
+        (Some(slot), t) => e.set_adapter_param(slot, t, data).unwrap(),
+        (None, t) => e.set_base_param(t, data).unwrap(),
+    }
+}
+
+/// Central difference of the loss in element i of tensor `w`.
+fn numeric(e: &mut Engine<f64>, b: &Batch, w: Which, orig: &[f64], i: usize) -> f64 {
     let h = 1e-5;
-    let x = *get(e);
-    *get(e) = x + h;
+    let mut t = orig.to_vec();
+    t[i] = orig[i] + h;
+    set(e, w, &t);
     let lp = loss(e, b);
-    *get(e) = x - h;
+    t[i] = orig[i] - h;
+    set(e, w, &t);
     let lm = loss(e, b);
-    *get(e) = x;
+    set(e, w, orig);
     (lp - lm) / (2.0 * h)
 }
 
@@ -39,8 +59,9 @@ fn run(tie: bool, model_type: &str) {
         let names = e.adapter(slot).unwrap().names_shapes();
         for (t, g) in grads.iter().enumerate() {
             assert!(g.iter().any(|&x| x != 0.0), "slot {slot} {} got no gradient", names[t].0);
+            let orig = tensor(&e, (Some(slot), t));
             for i in 0..g.len() {
-                let num = numeric(&mut e, &b, &|e| &mut e.adapter_mut(slot).unwrap().params_and_grads_mut().into_iter().nth(t).unwrap().0[i]);
+                let num = numeric(&mut e, &b, (Some(slot), t), &orig, i);
                 assert_fd(&format!("slot {slot} {}[{i}]", names[t].0), g[i], num);
                 checked += 1;
             }
@@ -49,8 +70,9 @@ fn run(tie: bool, model_type: &str) {
     let base: Vec<Vec<f64>> = e.base_grads().unwrap().fields().into_iter().cloned().collect();
     let names = dart_core::weights::Weights::<f64>::names_shapes(e.config());
     for (t, g) in base.iter().enumerate() {
+        let orig = tensor(&e, (None, t));
         for i in 0..g.len() {
-            let num = numeric(&mut e, &b, &|e| &mut e.weights_mut().fields_mut().into_iter().nth(t).unwrap()[i]);
+            let num = numeric(&mut e, &b, (None, t), &orig, i);
             assert_fd(&format!("base {}[{i}]", names[t].0), g[i], num);
             checked += 1;
         }

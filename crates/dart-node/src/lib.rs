@@ -58,11 +58,13 @@ fn lock_session(s: &Mutex<Session<f32>>) -> MutexGuard<'_, Session<f32>> {
 
 fn options(o: Option<JsEngineOptions>) -> dart_core::Result<EngineOptions> {
     let o = o.unwrap_or_default();
-    if let Some(b) = &o.backend {
-        if b != "cpu" {
-            return Err(DartError::InvalidArgument(format!("backend = {b:?}, expected \"cpu\"")));
-        }
-    }
+    let backend = match &o.backend {
+        Some(b) => match b.as_str() {
+            "cpu" | "wgpu" | "auto" => b.parse()?,
+            _ => return Err(DartError::InvalidArgument(format!("backend = {b:?}, expected \"cpu\", \"wgpu\" or \"auto\""))),
+        },
+        None => dart_core::BackendKind::from_env(),
+    };
     let threads = match o.threads {
         Some(t) if !(0.0..=1024.0).contains(&t) || t.fract() != 0.0 => {
             return Err(DartError::InvalidArgument(format!("threads = {t}, expected an integer in 0..=1024 (0 = all cores)")))
@@ -74,7 +76,7 @@ fn options(o: Option<JsEngineOptions>) -> dart_core::Result<EngineOptions> {
     if seed < 0.0 || seed.fract() != 0.0 || seed > 9007199254740991.0 {
         return Err(DartError::InvalidArgument(format!("seed = {seed}, expected a non-negative integer")));
     }
-    Ok(EngineOptions { threads, seed: seed as u64 })
+    Ok(EngineOptions { threads, seed: seed as u64, backend })
 }
 
 fn non_negative_int(what: &str, v: f64) -> dart_core::Result<u64> {
@@ -136,10 +138,22 @@ fn unit(_: Env, _: ()) -> Result<()> {
 pub struct JsEngineOptions {
     /// Worker threads; 0 or absent = all cores.
     pub threads: Option<f64>,
-    /// "cpu" (the only backend in this build).
+    /// "cpu" | "wgpu" | "auto" (default: cpu, or the DART_BACKEND environment variable).
+    #[napi(ts_type = "\"cpu\" | \"wgpu\" | \"auto\"")]
     pub backend: Option<String>,
     /// Seed of the engine RNG.
     pub seed: Option<f64>,
+}
+
+#[napi(object, js_name = "BackendInfo")]
+pub struct JsBackendInfo {
+    /// "cpu" or "wgpu".
+    #[napi(ts_type = "\"cpu\" | \"wgpu\"")]
+    pub backend: String,
+    /// The wgpu adapter's name (e.g. "llvmpipe (LLVM ...)"), or the CPU description.
+    pub adapter: String,
+    /// DiscreteGpu | IntegratedGpu | VirtualGpu | Cpu | Other.
+    pub device_type: String,
 }
 
 #[napi(object, js_name = "AdapterSpec")]
@@ -218,6 +232,13 @@ impl JsEngine {
             let e = CoreEngine::random(cfg, seed, &options(opts)?)?;
             Ok(JsEngine { inner: Arc::new(RwLock::new(e)), source: format!("random:{seed}") })
         })
+    }
+
+    /// What the engine computes on: { backend: "cpu" | "wgpu", adapter, deviceType }.
+    #[napi]
+    pub fn backend_info(&self) -> JsBackendInfo {
+        let i = read(&self.inner).backend_info();
+        JsBackendInfo { backend: i.backend, adapter: i.adapter, device_type: i.device_type }
     }
 
     /// The model config as JSON (Hugging Face field names).
@@ -338,15 +359,18 @@ impl JsEngine {
     pub fn set_adapter_tensor(&self, slot: i32, name: String, data: Float32Array) -> Result<(), Code> {
         sync(|| {
             let mut e = lock(&self.inner);
-            let t = e.adapter_mut(slot_index(slot)?)?.tensor_mut(&name)?;
-            if t.len() != data.len() {
-                return Err(DartError::Shape(format!("{name}: got {} values, expected {}", data.len(), t.len())));
+            let slot = slot_index(slot)?;
+            let ns = e.adapter_names_shapes(slot)?;
+            if let Some((_, shape)) = ns.iter().find(|(n, _)| *n == name) {
+                let n: usize = shape.iter().product();
+                if n != data.len() {
+                    return Err(DartError::Shape(format!("{name}: got {} values, expected {n}", data.len())));
+                }
             }
             if let Some(i) = data.iter().position(|x| !x.is_finite()) {
                 return Err(DartError::NonFinite(format!("{name}[{i}] = {}, expected a finite number", data[i])));
             }
-            t.copy_from_slice(&data);
-            Ok(())
+            e.set_adapter_tensor(slot, &name, &data)
         })
     }
 

@@ -14,27 +14,7 @@ pub const ADAPTER_ENV: &str = "DART_WGPU_ADAPTER";
 const LAVAPIPE_HINT: &str = "for a CPU Vulkan device install Mesa lavapipe \
      (Debian/Ubuntu: apt-get install -y mesa-vulkan-drivers libvulkan1) and pin it with DART_WGPU_ADAPTER=llvmpipe";
 
-/// Which backend the engine computes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Cpu,
-    Wgpu,
-    /// wgpu on a real GPU adapter if there is one (or the pinned adapter),
-    /// otherwise cpu.
-    Auto,
-}
-
-impl std::str::FromStr for BackendKind {
-    type Err = DartError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "cpu" => Ok(BackendKind::Cpu),
-            "wgpu" | "gpu" => Ok(BackendKind::Wgpu),
-            "auto" => Ok(BackendKind::Auto),
-            _ => Err(DartError::InvalidArgument(format!("backend = {s:?}, expected \"cpu\", \"wgpu\" or \"auto\""))),
-        }
-    }
-}
+pub use crate::backend::BackendKind;
 
 /// Name, type and API of an adapter, as listed in errors and reports.
 #[derive(Debug, Clone)]
@@ -343,6 +323,17 @@ impl GpuContext {
             return;
         }
         self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, (len * 4) as u64));
+    }
+
+    /// Device-to-device copy of `len` elements at element offsets.
+    pub fn copy_region(&self, dst: &GpuTensor, dst_off: usize, src: &GpuTensor, src_off: usize, len: usize) {
+        assert!(dst_off + len <= dst.len && src_off + len <= src.len);
+        if len == 0 {
+            return;
+        }
+        self.with_encoder(|enc| {
+            enc.copy_buffer_to_buffer(src.buffer(), (src_off * 4) as u64, dst.buffer(), (dst_off * 4) as u64, (len * 4) as u64)
+        });
     }
 
     /// Submits every batched command.

@@ -251,10 +251,23 @@ impl GpuOps {
     }
 
     fn gather(&self, src: &GpuTensor, rows: &GpuTensor, width: usize) -> GpuTensor {
-        let n = rows.len();
-        let dst = self.ctx.alloc(n * width);
-        self.ctx.dispatch(ROWS, "gather", &[u(n), u(width)], &[(1, &dst), (2, src), (3, rows)], self.ctx.grid_threads(n * width));
+        let dst = self.ctx.alloc(rows.len() * width);
+        self.gather_into(&dst, src, rows, width);
         dst
+    }
+
+    /// dst = src[rows] (rows of `width`; dst holds rows.len() * width).
+    pub fn gather_into(&self, dst: &GpuTensor, src: &GpuTensor, rows: &GpuTensor, width: usize) {
+        let n = rows.len();
+        assert!(dst.len() >= n * width);
+        self.ctx.dispatch(ROWS, "gather", &[u(n), u(width)], &[(1, dst), (2, src), (3, rows)], self.ctx.grid_threads(n * width));
+    }
+
+    /// dst += src elementwise (dst.len() elements).
+    pub fn add_assign(&self, dst: &GpuTensor, src: &GpuTensor) {
+        let n = dst.len();
+        assert!(src.len() >= n);
+        self.ctx.dispatch(ROWS, "add_assign", &[u(n)], &[(1, dst), (2, src)], self.ctx.grid_threads(n));
     }
 
     fn scatter_add(&self, dst: &GpuTensor, src: &GpuTensor, rows: &GpuTensor, width: usize, scale: f32) {
@@ -394,23 +407,34 @@ impl GpuOps {
         }
     }
 
-    /// Writes each session's new k/v row ([sessions, kv_width]) into its cache
-    /// ([sessions, max_len, kv_width]) at position pos[s] (u32 tensor).
+    /// Writes each row's new k/v ([rows, kv_width]) into cache cache_idx[r]
+    /// ([caches, max_len, kv_width]) at position pos[r] (u32 tensors).
     #[allow(clippy::too_many_arguments)]
-    pub fn kv_append(&self, cache_k: &GpuTensor, cache_v: &GpuTensor, k: &GpuTensor, v: &GpuTensor, pos: &GpuTensor, kv_width: usize, max_len: usize) {
+    pub fn kv_append(
+        &self,
+        cache_k: &GpuTensor,
+        cache_v: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        pos: &GpuTensor,
+        cache_idx: &GpuTensor,
+        kv_width: usize,
+        max_len: usize,
+    ) {
         let s = pos.len();
+        assert_eq!(cache_idx.len(), s, "kv_append: one cache index per row");
         self.ctx.dispatch(
             DECODE,
             "append",
             &[u(s), u(kv_width), u(max_len)],
-            &[(1, cache_k), (2, cache_v), (3, k), (4, v), (5, pos)],
+            &[(1, cache_k), (2, cache_v), (3, k), (4, v), (5, pos), (8, cache_idx)],
             self.ctx.grid_threads(s * kv_width),
         );
     }
 
-    /// Single-token attention: session s's query q[s] at position pos[s]
-    /// attends to its cache rows 0..=pos[s]. Writes out [sessions, heads*hd]
-    /// and lse [sessions, heads].
+    /// Single-token attention: row s's query q[s] at position pos[s] attends
+    /// to rows 0..=pos[s] of cache cache_idx[s]. Writes out [rows, heads*hd]
+    /// and lse [rows, heads].
     #[allow(clippy::too_many_arguments)]
     pub fn decode_attention(
         &self,
@@ -420,16 +444,18 @@ impl GpuOps {
         cache_k: &GpuTensor,
         cache_v: &GpuTensor,
         pos: &GpuTensor,
+        cache_idx: &GpuTensor,
         max_len: usize,
         sh: AttnShape,
     ) {
         let s = pos.len();
+        assert_eq!(cache_idx.len(), s, "decode_attention: one cache index per row");
         let p = Self::attn_params(sh, s);
         self.ctx.dispatch(
             DECODE,
             "attend",
             &[p[0], p[1], p[2], p[3], p[4], u(max_len)],
-            &[(1, out), (2, lse), (3, q), (5, pos), (6, cache_k), (7, cache_v)],
+            &[(1, out), (2, lse), (3, q), (5, pos), (6, cache_k), (7, cache_v), (8, cache_idx)],
             self.ctx.grid(s * sh.heads),
         );
     }

@@ -1,8 +1,9 @@
-// Decoding: per-session KV cache [sessions, max_len, kv_heads*head_dim].
-// append P: sessions, kv_width, max_len. Writes the new k/v row of each
-// session at position POS[s].
-// attend P: sessions, heads, kv_heads, head_dim, scale, max_len. Single-token
-// attention of each session's query over its cache rows 0..=POS[s].
+// Decoding: KV caches [caches, max_len, kv_heads*head_dim]; row s of a call
+// belongs to cache ROWC[s] (several rows may share one cache).
+// append P: rows, kv_width, max_len. Writes the new k/v row s into cache
+// ROWC[s] at position POS[s].
+// attend P: rows, heads, kv_heads, head_dim, scale, max_len. Single-token
+// attention of row s's query over its cache rows 0..=POS[s].
 @group(0) @binding(1) var<storage, read_write> O1: array<f32>;  // cache k (append) / out (attend)
 @group(0) @binding(2) var<storage, read_write> O2: array<f32>;  // cache v (append) / lse (attend)
 @group(0) @binding(3) var<storage, read> IK: array<f32>;        // new k (append) / q (attend)
@@ -10,6 +11,7 @@
 @group(0) @binding(5) var<storage, read> POS: array<u32>;
 @group(0) @binding(6) var<storage, read> CK: array<f32>;        // cache k (attend)
 @group(0) @binding(7) var<storage, read> CV: array<f32>;        // cache v (attend)
+@group(0) @binding(8) var<storage, read> ROWC: array<u32>;      // cache of each row
 
 @compute @workgroup_size(256)
 fn append(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -18,7 +20,7 @@ fn append(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if (e >= P[0] * kw) { return; }
     let s = e / kw;
     let c = e % kw;
-    let dst = (s * P[2] + POS[s]) * kw + c;
+    let dst = (ROWC[s] * P[2] + POS[s]) * kw + c;
     O1[dst] = IK[e];
     O2[dst] = IV[e];
 }
@@ -54,7 +56,7 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let qw = heads * hd;
     let kw = P[2] * hd;
     let scale = pf(4u);
-    let cache0 = sess * P[5] * kw;
+    let cache0 = ROWC[sess] * P[5] * kw;
     let qo = sess * qw + h * hd;
     let last = POS[sess];
     var m = NEG_BIG;

@@ -49,3 +49,11 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if (e >= P[0]) { return; }
     DST[e] = DST[e] * pf(1u);
 }
+
+// DST += SRC elementwise. P: n.
+@compute @workgroup_size(256)
+fn add_assign(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = lin(gid, nwg);
+    if (e >= P[0]) { return; }
+    DST[e] = DST[e] + SRC[e];
+}

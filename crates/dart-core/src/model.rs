@@ -1,0 +1,590 @@
+//! The model, written once against `Backend`: the layer sequence of forward
+//! (keeping what backward needs), backward (routed LoRA gradients, and the
+//! base gradients when the base is trained), the AdamW step with the lazy
+//! update, and the decode forward of generation over KV caches. Every tensor
+//! (weights, activations, adapter parameters and gradients, optimizer
+//! moments) lives in backend buffers that are reused across steps.
+use crate::adapter::AdapterOf;
+use crate::backend::Backend;
+use crate::batch::Packed;
+use crate::config::ModelConfig;
+use crate::error::{DartError, Result};
+use crate::float::Float;
+use crate::ops::attention::AttnShape;
+use crate::ops::lora::LoraDims;
+use crate::ops::rope::rope_tables;
+use crate::optim::AdamW;
+use crate::weights::{Layer, Linear, Proj, WeightsOf};
+
+/// AdamW moments of a group (the step count stays on the host).
+pub(crate) struct Moments<S> {
+    pub m: Vec<S>,
+    pub v: Vec<S>,
+}
+
+/// Activations of one layer kept for backward.
+struct LayerActs<B: Backend> {
+    x_in: B::Buf,
+    xn1: B::Buf,
+    rstd1: B::Buf,
+    q: B::Buf,
+    k: B::Buf,
+    v: B::Buf,
+    attn: B::Buf,
+    lse: B::Buf,
+    x_mid: B::Buf,
+    xn2: B::Buf,
+    rstd2: B::Buf,
+    gate: B::Buf,
+    up: B::Buf,
+    act: B::Buf,
+    /// x A^T per projection and slot.
+    lora_u: Vec<Vec<B::Buf>>,
+}
+
+impl<B: Backend> LayerActs<B> {
+    fn new(b: &B) -> Self {
+        let e = || b.empty();
+        LayerActs {
+            x_in: e(),
+            xn1: e(),
+            rstd1: e(),
+            q: e(),
+            k: e(),
+            v: e(),
+            attn: e(),
+            lse: e(),
+            x_mid: e(),
+            xn2: e(),
+            rstd2: e(),
+            gate: e(),
+            up: e(),
+            act: e(),
+            lora_u: (0..7).map(|_| Vec::new()).collect(),
+        }
+    }
+}
+
+/// The batch of the last forward, on the backend.
+pub(crate) struct BatchBufs<B: Backend> {
+    tokens: B::I32,
+    pos: B::U32,
+    targets: B::I32,
+    seqs: B::Seqs,
+    groups: Vec<B::U32>,
+    n: usize,
+}
+
+/// Everything forward leaves for backward, and backward's scratch.
+struct Cache<B: Backend> {
+    layers: Vec<LayerActs<B>>,
+    batch: Option<BatchBufs<B>>,
+    x_last: B::Buf,
+    xf: B::Buf,
+    rstd_f: B::Buf,
+    logits: B::Buf,
+    lse: B::Buf,
+    logp: B::Buf,
+    dlogp: B::Buf,
+    x: B::Buf,
+    tmp: B::Buf,
+    d_a: B::Buf,
+    d_b: B::Buf,
+    d_c: B::Buf,
+    d_q: B::Buf,
+    d_k: B::Buf,
+    d_v: B::Buf,
+    lora: B::Scratch,
+}
+
+impl<B: Backend> Cache<B> {
+    fn new(b: &B) -> Self {
+        let e = || b.empty();
+        Cache {
+            layers: Vec::new(),
+            batch: None,
+            x_last: e(),
+            xf: e(),
+            rstd_f: e(),
+            logits: e(),
+            lse: e(),
+            logp: e(),
+            dlogp: e(),
+            x: e(),
+            tmp: e(),
+            d_a: e(),
+            d_b: e(),
+            d_c: e(),
+            d_q: e(),
+            d_k: e(),
+            d_v: e(),
+            lora: B::Scratch::default(),
+        }
+    }
+}
+
+/// RoPE tables for positions 0..n.
+pub(crate) struct Rope<B: Backend> {
+    n: usize,
+    cos: B::Buf,
+    sin: B::Buf,
+}
+
+impl<B: Backend> Rope<B> {
+    pub fn new(b: &B) -> Self {
+        Rope { n: 0, cos: b.empty(), sin: b.empty() }
+    }
+    pub fn ensure(&mut self, b: &B, cfg: &ModelConfig, len: usize) {
+        if self.n < len {
+            let n = len.next_power_of_two().max(64);
+            let (c, s) = rope_tables::<B::F>(n, cfg.head_dim(), cfg.rope_theta());
+            self.cos = b.from_vec(c);
+            self.sin = b.from_vec(s);
+            self.n = n;
+        }
+    }
+}
+
+pub(crate) struct Model<B: Backend> {
+    pub b: B,
+    pub cfg: ModelConfig,
+    pub w: WeightsOf<B::Buf>,
+    pub base_grad: Option<WeightsOf<B::Buf>>,
+    pub base_opt: Option<Moments<B::Buf>>,
+    pub adapters: Vec<AdapterOf<B::Buf>>,
+    pub opt: Vec<Moments<B::Buf>>,
+    rope: Rope<B>,
+    cache: Cache<B>,
+}
+
+fn attn_shape(cfg: &ModelConfig) -> AttnShape {
+    AttnShape { heads: cfg.num_attention_heads, kv_heads: cfg.kv_heads(), head_dim: cfg.head_dim() }
+}
+
+/// One routed projection over `n` rows: the base linear, then each slot's
+/// LoRA delta on the rows routed to it (`us[slot]` keeps x A^T for backward).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn routed_projection<B: Backend>(
+    b: &B,
+    cfg: &ModelConfig,
+    adapters: &[AdapterOf<B::Buf>],
+    groups: &[B::U32],
+    n: usize,
+    y: &mut B::Buf,
+    us: &mut Vec<B::Buf>,
+    x: &B::Buf,
+    layer: usize,
+    pr: Proj,
+    lin: &Linear<B::Buf>,
+    scratch: &mut B::Scratch,
+) {
+    let (n_in, n_out) = pr.dims(cfg);
+    b.zeros(y, n * n_out);
+    b.linear_forward(y, x, &lin.w, lin.b.as_ref(), n, n_in, n_out);
+    while us.len() < adapters.len() {
+        us.push(b.empty());
+    }
+    us.truncate(adapters.len());
+    for (slot, a) in adapters.iter().enumerate() {
+        if let Some(p) = a.pair(layer, pr) {
+            let dims = LoraDims { total_rows: n, n_in, n_out, rank: a.spec.rank };
+            b.lora_forward(y, &mut us[slot], x, &p.a, &p.b, &groups[slot], B::F::from_f64(a.spec.scale()), dims, scratch);
+        }
+    }
+}
+
+/// The base-gradient projection i of a layer, when the base is trained.
+fn glin<'a, S>(gl: &'a mut Option<&mut Layer<S>>, i: usize) -> Option<&'a mut Linear<S>> {
+    gl.as_deref_mut().map(|g| &mut g.proj[i])
+}
+
+impl<B: Backend> Model<B> {
+    pub fn new(b: B, cfg: ModelConfig, w: WeightsOf<B::Buf>) -> Self {
+        let rope = Rope::new(&b);
+        let cache = Cache::new(&b);
+        Model { b, cfg, w, base_grad: None, base_opt: None, adapters: Vec::new(), opt: Vec::new(), rope, cache }
+    }
+
+    pub fn push_adapter(&mut self, a: AdapterOf<B::Buf>) {
+        let b = &self.b;
+        let zeros_like = |x: &B::Buf| {
+            let mut z = b.empty();
+            b.zeros(&mut z, b.len(x));
+            z
+        };
+        let m = a.params().into_iter().map(zeros_like).collect();
+        let v = a.params().into_iter().map(zeros_like).collect();
+        self.adapters.push(a);
+        self.opt.push(Moments { m, v });
+    }
+
+    pub fn set_train_base(&mut self, on: bool) {
+        let b = &self.b;
+        let zeros_like = |x: &B::Buf| {
+            let mut z = b.empty();
+            b.zeros(&mut z, b.len(x));
+            z
+        };
+        if on && self.base_grad.is_none() {
+            self.base_grad = Some(self.w.map(zeros_like));
+            if self.base_opt.is_none() {
+                let f = self.w.fields();
+                self.base_opt = Some(Moments { m: f.iter().map(|x| zeros_like(x)).collect(), v: f.iter().map(|x| zeros_like(x)).collect() });
+            }
+        } else if !on {
+            self.base_grad = None;
+        }
+    }
+
+    pub fn zero_grad(&mut self) {
+        let b = &self.b;
+        for a in &mut self.adapters {
+            for p in &mut a.pairs {
+                b.zero(&mut p.ga);
+                b.zero(&mut p.gb);
+            }
+        }
+        if let Some(g) = &mut self.base_grad {
+            for f in g.fields_mut() {
+                b.zero(f);
+            }
+        }
+    }
+
+    // ---- forward --------------------------------------------------------
+
+    /// Logprob of each position's target (0 where there is none), read back.
+    pub fn forward(&mut self, tokens: &[i32], packed: &Packed) -> Vec<B::F> {
+        let Model { b, cfg, w, adapters, rope, cache: c, .. } = self;
+        let n = packed.len();
+        rope.ensure(b, cfg, packed.max_len);
+        let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let hd = cfg.head_dim();
+        let sh = attn_shape(cfg);
+        let (qw, kw) = (sh.heads * hd, sh.kv_heads * hd);
+        let batch = BatchBufs {
+            tokens: b.new_i32(tokens),
+            pos: b.new_u32(&packed.pos),
+            targets: b.new_i32(&packed.targets),
+            seqs: b.new_seqs(&packed.seqs, n),
+            groups: packed.groups.iter().map(|g| b.new_u32(g)).collect(),
+            n,
+        };
+        while c.layers.len() < cfg.num_hidden_layers {
+            c.layers.push(LayerActs::new(b));
+        }
+        b.zeros(&mut c.x, n * d);
+        b.embedding_forward(&mut c.x, &w.embed, &batch.tokens, d);
+        let groups = &batch.groups;
+        let s = &mut c.lora;
+        for (l, layer) in w.layers.iter().enumerate() {
+            let a = &mut c.layers[l];
+            let project = |y: &mut B::Buf, us: &mut Vec<B::Buf>, x: &B::Buf, pr: Proj, s: &mut B::Scratch| {
+                routed_projection(b, cfg, adapters, groups, n, y, us, x, l, pr, &layer.proj[pr as usize], s)
+            };
+            b.copy(&mut a.x_in, &c.x);
+            b.zeros(&mut a.xn1, n * d);
+            b.zeros(&mut a.rstd1, n);
+            b.rmsnorm_forward(&mut a.xn1, &mut a.rstd1, &a.x_in, &layer.input_norm, d, cfg.rms_norm_eps);
+            project(&mut a.q, &mut a.lora_u[0], &a.xn1, Proj::Q, s);
+            project(&mut a.k, &mut a.lora_u[1], &a.xn1, Proj::K, s);
+            project(&mut a.v, &mut a.lora_u[2], &a.xn1, Proj::V, s);
+            b.rope_apply(&mut a.q, &batch.pos, sh.heads, hd, &rope.cos, &rope.sin, false);
+            b.rope_apply(&mut a.k, &batch.pos, sh.kv_heads, hd, &rope.cos, &rope.sin, false);
+            b.zeros(&mut a.attn, n * qw);
+            b.zeros(&mut a.lse, n * sh.heads);
+            b.attention_forward(&mut a.attn, &mut a.lse, &a.q, &a.k, &a.v, &batch.seqs, sh);
+            debug_assert_eq!(b.len(&a.k), n * kw);
+            project(&mut c.tmp, &mut a.lora_u[3], &a.attn, Proj::O, s);
+            b.add(&mut a.x_mid, &a.x_in, &c.tmp);
+            b.zeros(&mut a.xn2, n * d);
+            b.zeros(&mut a.rstd2, n);
+            b.rmsnorm_forward(&mut a.xn2, &mut a.rstd2, &a.x_mid, &layer.post_norm, d, cfg.rms_norm_eps);
+            project(&mut a.gate, &mut a.lora_u[4], &a.xn2, Proj::Gate, s);
+            project(&mut a.up, &mut a.lora_u[5], &a.xn2, Proj::Up, s);
+            b.zeros(&mut a.act, n * f);
+            b.swiglu_forward(&mut a.act, &a.gate, &a.up);
+            project(&mut c.tmp, &mut a.lora_u[6], &a.act, Proj::Down, s);
+            b.add(&mut c.x, &a.x_mid, &c.tmp);
+        }
+        b.copy(&mut c.x_last, &c.x);
+        b.zeros(&mut c.xf, n * d);
+        b.zeros(&mut c.rstd_f, n);
+        b.rmsnorm_forward(&mut c.xf, &mut c.rstd_f, &c.x_last, &w.norm, d, cfg.rms_norm_eps);
+        b.zeros(&mut c.logits, n * v);
+        b.matmul(&mut c.logits, &c.xf, w.head(), n, v, d, false, true, false);
+        b.zeros(&mut c.lse, n);
+        b.zeros(&mut c.logp, n);
+        b.logprob_forward(&mut c.logp, &mut c.lse, &c.logits, &batch.targets, v);
+        c.batch = Some(batch);
+        b.download(&c.logp)
+    }
+
+    // ---- backward -------------------------------------------------------
+
+    /// Accumulates the gradients of sum_p g_pos[p] * logp[p] (position
+    /// layout) for the last forward. Returns whether the adapter gradients
+    /// are finite where the backend checks without a read-back.
+    pub fn backward(&mut self, g_pos: &[B::F]) -> Option<bool> {
+        let Model { b, cfg, w, adapters, base_grad, rope, cache: c, .. } = self;
+        let batch = c.batch.as_ref().expect("forward ran");
+        let n = batch.n;
+        let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let hd = cfg.head_dim();
+        let sh = attn_shape(cfg);
+        let (qw, kw) = (sh.heads * hd, sh.kv_heads * hd);
+        b.write(&mut c.dlogp, g_pos);
+        b.logprob_backward(&mut c.logits, &c.lse, &c.dlogp, &batch.targets, v);
+        let mut bg = base_grad.as_mut();
+        // dxf = dlogits W_head ; dW_head += dlogits^T xf
+        b.zeros(&mut c.tmp, n * d);
+        b.matmul(&mut c.tmp, &c.logits, w.head(), n, d, v, false, false, false);
+        if let Some(g) = bg.as_deref_mut() {
+            let dh = if cfg.tie_word_embeddings { &mut g.embed } else { g.lm_head.as_mut().expect("untied head") };
+            b.matmul(dh, &c.logits, &c.xf, v, d, n, true, false, true);
+        }
+        b.zeros(&mut c.x, n * d);
+        b.rmsnorm_backward(&mut c.x, bg.as_deref_mut().map(|g| &mut g.norm), &c.tmp, &c.x_last, &w.norm, &c.rstd_f, d);
+
+        let groups = &batch.groups;
+        // Backward of one routed projection: dx (+)= dy W + routed LoRA terms.
+        #[allow(clippy::too_many_arguments)]
+        let project_back = |dx: &mut B::Buf,
+                            acc: bool,
+                            dy: &B::Buf,
+                            x: &B::Buf,
+                            us: &[B::Buf],
+                            layer: usize,
+                            pr: Proj,
+                            lin: &Linear<B::Buf>,
+                            glin: Option<&mut Linear<B::Buf>>,
+                            adapters: &mut Vec<AdapterOf<B::Buf>>,
+                            scratch: &mut B::Scratch| {
+            let (n_in, n_out) = pr.dims(cfg);
+            if !acc {
+                b.zeros(dx, n * n_in);
+            }
+            let (dw, db) = match glin {
+                Some(g) => (Some(&mut g.w), g.b.as_mut()),
+                None => (None, None),
+            };
+            b.linear_backward(dx, acc, dw, db, dy, x, &lin.w, n, n_in, n_out);
+            for (slot, a) in adapters.iter_mut().enumerate() {
+                let (rank, scale) = (a.spec.rank, B::F::from_f64(a.spec.scale()));
+                if let Some(p) = a.pair_mut(layer, pr) {
+                    let dims = LoraDims { total_rows: n, n_in, n_out, rank };
+                    b.lora_backward(dx, &mut p.ga, &mut p.gb, dy, x, &us[slot], &p.a, &p.b, &groups[slot], scale, dims, scratch);
+                }
+            }
+        };
+        let s = &mut c.lora;
+        for l in (0..cfg.num_hidden_layers).rev() {
+            let layer = &w.layers[l];
+            let a = &c.layers[l];
+            let mut gl = bg.as_deref_mut().map(|g| &mut g.layers[l]);
+            // MLP: c.x holds d(x_out).
+            project_back(&mut c.d_a, false, &c.x, &a.act, &a.lora_u[6], l, Proj::Down, &layer.proj[6], glin(&mut gl, 6), adapters, s);
+            b.zeros(&mut c.d_b, n * f);
+            b.zeros(&mut c.d_c, n * f);
+            b.swiglu_backward(&mut c.d_b, &mut c.d_c, &c.d_a, &a.gate, &a.up);
+            project_back(&mut c.tmp, false, &c.d_b, &a.xn2, &a.lora_u[4], l, Proj::Gate, &layer.proj[4], glin(&mut gl, 4), adapters, s);
+            project_back(&mut c.tmp, true, &c.d_c, &a.xn2, &a.lora_u[5], l, Proj::Up, &layer.proj[5], glin(&mut gl, 5), adapters, s);
+            b.zeros(&mut c.d_a, n * d);
+            b.rmsnorm_backward(&mut c.d_a, gl.as_deref_mut().map(|g| &mut g.post_norm), &c.tmp, &a.x_mid, &layer.post_norm, &a.rstd2, d);
+            b.add_assign(&mut c.x, &c.d_a);
+            // Attention: c.x holds d(x_mid).
+            project_back(&mut c.d_a, false, &c.x, &a.attn, &a.lora_u[3], l, Proj::O, &layer.proj[3], glin(&mut gl, 3), adapters, s);
+            b.zeros(&mut c.d_q, n * qw);
+            b.zeros(&mut c.d_k, n * kw);
+            b.zeros(&mut c.d_v, n * kw);
+            b.attention_backward(&mut c.d_q, &mut c.d_k, &mut c.d_v, &c.d_a, &a.attn, &a.lse, &a.q, &a.k, &a.v, &batch.seqs, sh);
+            b.rope_apply(&mut c.d_q, &batch.pos, sh.heads, hd, &rope.cos, &rope.sin, true);
+            b.rope_apply(&mut c.d_k, &batch.pos, sh.kv_heads, hd, &rope.cos, &rope.sin, true);
+            project_back(&mut c.tmp, false, &c.d_q, &a.xn1, &a.lora_u[0], l, Proj::Q, &layer.proj[0], glin(&mut gl, 0), adapters, s);
+            project_back(&mut c.tmp, true, &c.d_k, &a.xn1, &a.lora_u[1], l, Proj::K, &layer.proj[1], glin(&mut gl, 1), adapters, s);
+            project_back(&mut c.tmp, true, &c.d_v, &a.xn1, &a.lora_u[2], l, Proj::V, &layer.proj[2], glin(&mut gl, 2), adapters, s);
+            b.zeros(&mut c.d_a, n * d);
+            b.rmsnorm_backward(&mut c.d_a, gl.as_deref_mut().map(|g| &mut g.input_norm), &c.tmp, &a.x_in, &layer.input_norm, &a.rstd1, d);
+            b.add_assign(&mut c.x, &c.d_a);
+        }
+        if let Some(g) = bg {
+            b.embedding_backward(&mut g.embed, &c.x, &batch.tokens, d);
+        }
+        let grads: Vec<&B::Buf> = adapters.iter().flat_map(|a| a.grads()).collect();
+        b.all_finite(&grads)
+    }
+
+    // ---- step -----------------------------------------------------------
+
+    /// Norms of the selected slots' gradients (and the base's), read back in
+    /// one go, with each group's clip state.
+    pub fn grad_norms(&self, slots: &[usize], max_norm: f64) -> (Vec<f64>, Option<f64>, Vec<B::Clip>, Option<B::Clip>) {
+        let b = &self.b;
+        let clips: Vec<B::Clip> = slots.iter().map(|&i| b.grad_norm(&self.adapters[i].grads(), max_norm)).collect();
+        let base = self.base_grad.as_ref().map(|g| b.grad_norm(&g.fields(), max_norm));
+        let mut all: Vec<&B::Clip> = clips.iter().collect();
+        all.extend(base.as_ref());
+        let mut norms = b.read_norms(&all);
+        let base_norm = base.as_ref().map(|_| norms.pop().expect("base norm"));
+        (norms, base_norm, clips, base)
+    }
+
+    /// AdamW on one slot (step = its count after increment); zeroes its grads.
+    pub fn step_slot(&mut self, opt: &AdamW, slot: usize, step: u64, clip: &B::Clip) {
+        let b = &self.b;
+        let a = &mut self.adapters[slot];
+        let mut params = Vec::with_capacity(2 * a.pairs.len());
+        let mut grads = Vec::with_capacity(2 * a.pairs.len());
+        for p in a.pairs.iter_mut() {
+            params.push(&mut p.a);
+            grads.push(&p.ga);
+            params.push(&mut p.b);
+            grads.push(&p.gb);
+        }
+        let st = &mut self.opt[slot];
+        let mut m: Vec<&mut B::Buf> = st.m.iter_mut().collect();
+        let mut v: Vec<&mut B::Buf> = st.v.iter_mut().collect();
+        b.adamw_step(opt, step, &mut params, &grads, &mut m, &mut v, clip);
+        for p in a.pairs.iter_mut() {
+            b.zero(&mut p.ga);
+            b.zero(&mut p.gb);
+        }
+    }
+
+    /// AdamW on the base model; zeroes its grads.
+    pub fn step_base(&mut self, opt: &AdamW, step: u64, clip: &B::Clip) {
+        let b = &self.b;
+        let (Some(g), Some(st)) = (self.base_grad.as_mut(), self.base_opt.as_mut()) else { return };
+        let mut params = self.w.fields_mut();
+        let grads = g.fields();
+        let mut m: Vec<&mut B::Buf> = st.m.iter_mut().collect();
+        let mut v: Vec<&mut B::Buf> = st.v.iter_mut().collect();
+        b.adamw_step(opt, step, &mut params, &grads, &mut m, &mut v, clip);
+        for f in g.fields_mut() {
+            b.zero(f);
+        }
+    }
+}
+
+// ---- decoding ---------------------------------------------------------
+
+/// Reused buffers of the decode forward, and the session's KV caches.
+pub(crate) struct DecodeState<B: Backend> {
+    pub kv: B::Kv,
+    rope: Rope<B>,
+    x: B::Buf,
+    xn: B::Buf,
+    rstd: B::Buf,
+    q: B::Buf,
+    k: B::Buf,
+    v: B::Buf,
+    attn: B::Buf,
+    tmp: B::Buf,
+    gate: B::Buf,
+    up: B::Buf,
+    act: B::Buf,
+    us: Vec<B::Buf>,
+    lora: B::Scratch,
+    last: B::Buf,
+    logits: B::Buf,
+}
+
+/// The rows one decode call encodes: all pending rows of every item.
+pub(crate) struct DecodeBatch {
+    pub tokens: Vec<i32>,
+    pub pos: Vec<u32>,
+    /// Per slot, the rows routed to it.
+    pub groups: Vec<Vec<u32>>,
+    /// (cache, position) of each row.
+    pub rows: Vec<(usize, usize)>,
+    /// The row whose logits each item needs.
+    pub last_rows: Vec<u32>,
+    /// (cache, positions it must hold).
+    pub reserve: Vec<(usize, usize)>,
+}
+
+impl<B: Backend> Model<B> {
+    pub fn decode_state(&self) -> DecodeState<B> {
+        let b = &self.b;
+        let e = || b.empty();
+        let cfg = &self.cfg;
+        DecodeState {
+            kv: b.kv_new(cfg.num_hidden_layers, cfg.kv_heads() * cfg.head_dim()),
+            rope: Rope::new(b),
+            x: e(),
+            xn: e(),
+            rstd: e(),
+            q: e(),
+            k: e(),
+            v: e(),
+            attn: e(),
+            tmp: e(),
+            gate: e(),
+            up: e(),
+            act: e(),
+            us: Vec::new(),
+            lora: B::Scratch::default(),
+            last: e(),
+            logits: e(),
+        }
+    }
+
+    /// Encodes the rows into their caches and returns the logits of each
+    /// item's last row [items, vocab] (read back).
+    pub fn decode(&self, st: &mut DecodeState<B>, db: &DecodeBatch) -> Result<Vec<B::F>> {
+        let (b, cfg, w, adapters) = (&self.b, &self.cfg, &self.w, &self.adapters);
+        let (d, v) = (cfg.hidden_size, cfg.vocab_size);
+        let hd = cfg.head_dim();
+        let sh = attn_shape(cfg);
+        let qw = sh.heads * hd;
+        let n = db.tokens.len();
+        let max_pos = db.pos.iter().copied().max().unwrap_or(0) as usize + 1;
+        st.rope.ensure(b, cfg, max_pos);
+        for &(c, len) in &db.reserve {
+            b.kv_reserve(&mut st.kv, c, len);
+        }
+        let tokens = b.new_i32(&db.tokens);
+        let pos = b.new_u32(&db.pos);
+        let groups: Vec<B::U32> = db.groups.iter().map(|g| b.new_u32(g)).collect();
+        let rows = b.new_rows(&db.rows);
+        b.zeros(&mut st.x, n * d);
+        b.embedding_forward(&mut st.x, &w.embed, &tokens, d);
+        for (l, layer) in w.layers.iter().enumerate() {
+            let proj = |pr: Proj| &layer.proj[pr as usize];
+            b.zeros(&mut st.xn, n * d);
+            b.zeros(&mut st.rstd, n);
+            b.rmsnorm_forward(&mut st.xn, &mut st.rstd, &st.x, &layer.input_norm, d, cfg.rms_norm_eps);
+            routed_projection(b, cfg, adapters, &groups, n, &mut st.q, &mut st.us, &st.xn, l, Proj::Q, proj(Proj::Q), &mut st.lora);
+            routed_projection(b, cfg, adapters, &groups, n, &mut st.k, &mut st.us, &st.xn, l, Proj::K, proj(Proj::K), &mut st.lora);
+            routed_projection(b, cfg, adapters, &groups, n, &mut st.v, &mut st.us, &st.xn, l, Proj::V, proj(Proj::V), &mut st.lora);
+            b.rope_apply(&mut st.q, &pos, sh.heads, hd, &st.rope.cos, &st.rope.sin, false);
+            b.rope_apply(&mut st.k, &pos, sh.kv_heads, hd, &st.rope.cos, &st.rope.sin, false);
+            b.kv_append(&mut st.kv, l, &st.k, &st.v, &rows);
+            b.zeros(&mut st.attn, n * qw);
+            b.attention_cached(&mut st.attn, &st.q, &st.kv, l, &rows, sh);
+            routed_projection(b, cfg, adapters, &groups, n, &mut st.tmp, &mut st.us, &st.attn, l, Proj::O, proj(Proj::O), &mut st.lora);
+            b.add_assign(&mut st.x, &st.tmp);
+            b.rmsnorm_forward(&mut st.xn, &mut st.rstd, &st.x, &layer.post_norm, d, cfg.rms_norm_eps);
+            routed_projection(b, cfg, adapters, &groups, n, &mut st.gate, &mut st.us, &st.xn, l, Proj::Gate, proj(Proj::Gate), &mut st.lora);
+            routed_projection(b, cfg, adapters, &groups, n, &mut st.up, &mut st.us, &st.xn, l, Proj::Up, proj(Proj::Up), &mut st.lora);
+            b.zeros(&mut st.act, n * cfg.intermediate_size);
+            b.swiglu_forward(&mut st.act, &st.gate, &st.up);
+            routed_projection(b, cfg, adapters, &groups, n, &mut st.tmp, &mut st.us, &st.act, l, Proj::Down, proj(Proj::Down), &mut st.lora);
+            b.add_assign(&mut st.x, &st.tmp);
+        }
+        // Final norm and LM head only for each item's last row.
+        let m = db.last_rows.len();
+        let last = b.new_u32(&db.last_rows);
+        b.gather_rows(&mut st.last, &st.x, &last, d);
+        b.zeros(&mut st.xn, m * d);
+        b.zeros(&mut st.rstd, m);
+        b.rmsnorm_forward(&mut st.xn, &mut st.rstd, &st.last, &w.norm, d, cfg.rms_norm_eps);
+        b.zeros(&mut st.logits, m * v);
+        b.matmul(&mut st.logits, &st.xn, w.head(), m, v, d, false, true, false);
+        let logits = b.download(&st.logits);
+        if logits.iter().any(|x| !x.as_f64().is_finite()) {
+            return Err(DartError::NonFinite("logits are not finite while decoding".into()));
+        }
+        Ok(logits)
+    }
+}
