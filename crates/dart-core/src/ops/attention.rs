@@ -2,6 +2,7 @@
 //! sequence attends only to its own earlier tokens). The forward keeps the
 //! log-sum-exp per (row, head) so backward recomputes probabilities instead
 //! of storing the L x L matrix.
+use super::matmul::matmul;
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -47,6 +48,35 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     s
 }
 
+/// Copies columns [col, col + hd) of rows start..start+len of a [rows, width]
+/// matrix into a contiguous [len, hd] block.
+fn gather_head<T: Float>(dst: &mut Vec<T>, src: &[T], start: usize, len: usize, width: usize, col: usize, hd: usize) {
+    dst.clear();
+    for r in start..start + len {
+        dst.extend_from_slice(&src[r * width + col..r * width + col + hd]);
+    }
+}
+
+/// SAFETY: the caller owns rows start..start+len, columns [col, col+hd) of `dst`.
+unsafe fn scatter_head<T: Float>(dst: SharedMut<T>, src: &[T], start: usize, len: usize, width: usize, col: usize, hd: usize) {
+    for i in 0..len {
+        let d = std::slice::from_raw_parts_mut(dst.at((start + i) * width + col), hd);
+        d.copy_from_slice(&src[i * hd..(i + 1) * hd]);
+    }
+}
+
+/// Scores S = scale * Q K^T [len, len] of one (sequence, head) through GEMM.
+fn scores<T: Float>(s: &mut Vec<T>, q: &[T], k: &[T], len: usize, hd: usize, scale: T) {
+    s.clear();
+    s.resize(len * len, T::zero());
+    matmul(s, q, k, len, len, hd, false, true, false);
+    s.iter_mut().for_each(|x| *x *= scale);
+}
+
+/// Per task (sequence, kv head): for each query head of the group, S = QK^T
+/// and O = PV as GEMMs over the whole sequence, the causal mask applied to
+/// the scores (the masked half is computed and discarded: GEMM still wins
+/// over scalar loops by far).
 pub fn attention_forward<T: Float>(
     out: &mut [T],
     lse: &mut [T],
@@ -62,41 +92,36 @@ pub fn attention_forward<T: Float>(
     let outp = SharedMut(out.as_mut_ptr());
     let lsep = SharedMut(lse.as_mut_ptr());
     tasks(seqs, kvh).into_par_iter().for_each(|(start, len, g)| {
-        let mut p = vec![T::zero(); len];
+        let (mut kg, mut vg, mut qh, mut s, mut oh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), vec![T::zero(); len * hd]);
+        gather_head(&mut kg, k, start, len, kw, g * hd, hd);
+        gather_head(&mut vg, v, start, len, kw, g * hd, hd);
         for h in g * sh.group()..(g + 1) * sh.group() {
+            gather_head(&mut qh, q, start, len, qw, h * hd, hd);
+            scores(&mut s, &qh, &kg, len, hd, scale);
             for i in 0..len {
-                let qi = &q[(start + i) * qw + h * hd..][..hd];
-                let mut m = T::neg_infinity();
-                for j in 0..=i {
-                    let kj = &k[(start + j) * kw + g * hd..][..hd];
-                    p[j] = dot(qi, kj) * scale;
-                    m = m.max(p[j]);
-                }
+                let row = &mut s[i * len..(i + 1) * len];
+                let m = row[..=i].iter().fold(T::neg_infinity(), |a, &b| a.max(b));
                 let mut sum = T::zero();
-                for pj in p[..=i].iter_mut() {
-                    *pj = (*pj - m).exp();
-                    sum += *pj;
+                for x in row[..=i].iter_mut() {
+                    *x = (*x - m).exp();
+                    sum += *x;
                 }
                 let inv = sum.recip();
-                // SAFETY: row start+i, columns of head h belong to this task only.
-                unsafe {
-                    let o = std::slice::from_raw_parts_mut(outp.at((start + i) * qw + h * hd), hd);
-                    o.iter_mut().for_each(|x| *x = T::zero());
-                    for j in 0..=i {
-                        let vj = &v[(start + j) * kw + g * hd..][..hd];
-                        let w = p[j] * inv;
-                        for d in 0..hd {
-                            o[d] += w * vj[d];
-                        }
-                    }
-                    *lsep.at((start + i) * h_all + h) = m + sum.ln();
-                }
+                row[..=i].iter_mut().for_each(|x| *x *= inv);
+                row[i + 1..].iter_mut().for_each(|x| *x = T::zero());
+                // SAFETY: (row start+i, head h) belongs to this task only.
+                unsafe { *lsep.at((start + i) * h_all + h) = m + sum.ln() };
             }
+            matmul(&mut oh, &s, &vg, len, hd, len, false, false, false);
+            // SAFETY: rows of this sequence, columns of head h: this task's only.
+            unsafe { scatter_head(outp, &oh, start, len, qw, h * hd, hd) };
         }
     });
 }
 
-/// Overwrites dq, dk, dv.
+/// Overwrites dq, dk, dv. Recomputes P from the saved log-sum-exp, then
+/// dP = dO V^T, dS = P (dP - rowdot(dO, O)) scale, dQ = dS K, dK = dS^T Q,
+/// dV = P^T dO, all as GEMMs; dK and dV sum over the heads of the group.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: Float>(
     dq: &mut [T],
@@ -116,39 +141,43 @@ pub fn attention_backward<T: Float>(
     let scale = T::from_f64(sh.scale());
     let (dqp, dkp, dvp) = (SharedMut(dq.as_mut_ptr()), SharedMut(dk.as_mut_ptr()), SharedMut(dv.as_mut_ptr()));
     tasks(seqs, kvh).into_par_iter().for_each(|(start, len, g)| {
-        // SAFETY: rows start..start+len of kv head g (dk, dv) and of the q heads
-        // of group g (dq) belong to this task only.
-        unsafe {
-            for r in start..start + len {
-                for d in 0..hd {
-                    *dkp.at(r * kw + g * hd + d) = T::zero();
-                    *dvp.at(r * kw + g * hd + d) = T::zero();
-                }
-            }
-            for h in g * sh.group()..(g + 1) * sh.group() {
-                for i in 0..len {
-                    let row = start + i;
-                    let qi = &q[row * qw + h * hd..][..hd];
-                    let doi = &dout[row * qw + h * hd..][..hd];
-                    let di = dot(doi, &out[row * qw + h * hd..][..hd]);
-                    let l = lse[row * h_all + h];
-                    let dqi = std::slice::from_raw_parts_mut(dqp.at(row * qw + h * hd), hd);
-                    dqi.iter_mut().for_each(|x| *x = T::zero());
-                    for j in 0..=i {
-                        let kj = &k[(start + j) * kw + g * hd..][..hd];
-                        let vj = &v[(start + j) * kw + g * hd..][..hd];
-                        let pij = (dot(qi, kj) * scale - l).exp();
-                        let ds = pij * (dot(doi, vj) - di) * scale;
-                        let dkj = std::slice::from_raw_parts_mut(dkp.at((start + j) * kw + g * hd), hd);
-                        let dvj = std::slice::from_raw_parts_mut(dvp.at((start + j) * kw + g * hd), hd);
-                        for d in 0..hd {
-                            dqi[d] += ds * kj[d];
-                            dkj[d] += ds * qi[d];
-                            dvj[d] += pij * doi[d];
-                        }
+        let (mut kg, mut vg, mut qh, mut doh, mut oh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut p, mut dp) = (Vec::new(), vec![T::zero(); len * len]);
+        let mut dqh = vec![T::zero(); len * hd];
+        let (mut dkg, mut dvg) = (vec![T::zero(); len * hd], vec![T::zero(); len * hd]);
+        gather_head(&mut kg, k, start, len, kw, g * hd, hd);
+        gather_head(&mut vg, v, start, len, kw, g * hd, hd);
+        for h in g * sh.group()..(g + 1) * sh.group() {
+            gather_head(&mut qh, q, start, len, qw, h * hd, hd);
+            gather_head(&mut doh, dout, start, len, qw, h * hd, hd);
+            gather_head(&mut oh, out, start, len, qw, h * hd, hd);
+            scores(&mut p, &qh, &kg, len, hd, scale);
+            matmul(&mut dp, &doh, &vg, len, len, hd, false, true, false);
+            for i in 0..len {
+                let l = lse[(start + i) * h_all + h];
+                let di = dot(&doh[i * hd..(i + 1) * hd], &oh[i * hd..(i + 1) * hd]);
+                let (pr, dpr) = (&mut p[i * len..(i + 1) * len], &mut dp[i * len..(i + 1) * len]);
+                for j in 0..len {
+                    if j <= i {
+                        pr[j] = (pr[j] - l).exp();
+                        dpr[j] = pr[j] * (dpr[j] - di) * scale;
+                    } else {
+                        pr[j] = T::zero();
+                        dpr[j] = T::zero();
                     }
                 }
             }
+            // dp now holds dS.
+            matmul(&mut dqh, &dp, &kg, len, hd, len, false, false, false);
+            matmul(&mut dkg, &dp, &qh, len, hd, len, true, false, true);
+            matmul(&mut dvg, &p, &doh, len, hd, len, true, false, true);
+            // SAFETY: rows of this sequence, columns of head h: this task's only.
+            unsafe { scatter_head(dqp, &dqh, start, len, qw, h * hd, hd) };
+        }
+        // SAFETY: rows of this sequence, columns of kv head g: this task's only.
+        unsafe {
+            scatter_head(dkp, &dkg, start, len, kw, g * hd, hd);
+            scatter_head(dvp, &dvg, start, len, kw, g * hd, hd);
         }
     });
 }
