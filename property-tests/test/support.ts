@@ -106,9 +106,12 @@ export const configArb: fc.Arbitrary<ModelConfig> = fc
 
 export const seedArb = fc.integer({ min: 0, max: 0x7fffffff })
 
-/** A seeded random engine (one thread: deterministic). */
+/** The backend the properties run on: DART_BACKEND ("cpu" default, "wgpu" or "auto"). */
+export const backend = (process.env.DART_BACKEND ?? "cpu") as "cpu" | "wgpu" | "auto"
+
+/** A seeded random engine (one thread: deterministic) on `backend`. */
 export const makeEngine = (cfg: ModelConfig, seed: number): Engine =>
-  Engine.random(JSON.stringify(cfg), seed, { threads: 1 })
+  Engine.random(JSON.stringify(cfg), seed, { threads: 1, backend })
 
 // ---------------------------------------------------------------- adapters
 
