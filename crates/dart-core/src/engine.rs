@@ -54,6 +54,7 @@ pub struct StepOptions {
 }
 
 /// The model on its backend.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Exec<T: Float> {
     Cpu(Model<CpuBackend<T>>),
     #[cfg(feature = "wgpu")]
@@ -176,6 +177,15 @@ impl<T: Float> Engine<T> {
         })
     }
 
+    /// Base tensor `index` (in `Weights::names_shapes` order), read back.
+    pub fn base_param(&self, index: usize) -> Result<Vec<T>> {
+        let n = Weights::<T>::names_shapes(&self.cfg).len();
+        if index >= n {
+            return Err(DartError::MissingTensor(format!("base tensor {index}, expected 0..{n}")));
+        }
+        Ok(with_model!(&self.exec, m => cast_vec(m.b.download(m.w.fields()[index]))))
+    }
+
     /// Overwrites base tensor `index` (in `Weights::names_shapes` order).
     pub fn set_base_param(&mut self, index: usize, data: &[T]) -> Result<()> {
         let names = Weights::<T>::names_shapes(&self.cfg);
@@ -215,7 +225,7 @@ impl<T: Float> Engine<T> {
     pub fn push_adapter(&mut self, a: Adapter<T>) -> usize {
         with_model!(&mut self.exec, m => {
             let b = &m.b;
-            let ad = a.map(|x| b.from_vec(cast(x)));
+            let ad = a.map(|x| b.upload_vec(cast(x)));
             m.push_adapter(ad);
         });
         self.steps.push(0);
@@ -504,6 +514,7 @@ impl<T: Float> Engine<T> {
 }
 
 /// A session's decode buffers and KV caches, on the engine's backend.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum EngineDecodeState<T: Float> {
     Cpu(DecodeState<CpuBackend<T>>),
     #[cfg(feature = "wgpu")]

@@ -138,8 +138,8 @@ impl<B: Backend> Rope<B> {
         if self.n < len {
             let n = len.next_power_of_two().max(64);
             let (c, s) = rope_tables::<B::F>(n, cfg.head_dim(), cfg.rope_theta());
-            self.cos = b.from_vec(c);
-            self.sin = b.from_vec(s);
+            self.cos = b.upload_vec(c);
+            self.sin = b.upload_vec(s);
             self.n = n;
         }
     }

@@ -383,7 +383,7 @@ impl JsEngine {
             let i = names.iter().position(|(n, _)| *n == name).ok_or_else(|| {
                 DartError::MissingTensor(format!("{name:?} is not a tensor of this model (e.g. {:?})", names[0].0))
             })?;
-            Ok(Float32Array::new(e.weights().fields()[i].clone()))
+            Ok(Float32Array::new(e.base_param(i)?))
         })
     }
 

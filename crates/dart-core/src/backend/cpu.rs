@@ -29,12 +29,15 @@ pub(crate) fn fill<T: Float>(v: &mut Vec<T>, n: usize) {
     v.resize(n, T::zero());
 }
 
+/// One cache: (keys per layer, values per layer), each [capacity, kw].
+type LayerKv<T> = (Vec<Vec<T>>, Vec<Vec<T>>);
+
 /// Keys and values of every layer, one entry per cache.
 pub struct CpuKv<T> {
     layers: usize,
     kw: usize,
     /// caches[c] = (k per layer, v per layer), each [capacity, kw].
-    caches: Vec<(Vec<Vec<T>>, Vec<Vec<T>>)>,
+    caches: Vec<LayerKv<T>>,
 }
 
 impl<T: Float> Backend for CpuBackend<T> {
@@ -63,7 +66,7 @@ impl<T: Float> Backend for CpuBackend<T> {
     fn upload(&self, x: &[T]) -> Vec<T> {
         x.to_vec()
     }
-    fn from_vec(&self, x: Vec<T>) -> Vec<T> {
+    fn upload_vec(&self, x: Vec<T>) -> Vec<T> {
         x
     }
     fn download_many(&self, bufs: &[&Vec<T>]) -> Vec<Vec<T>> {

@@ -85,7 +85,7 @@ pub trait Backend: Send + Sync + 'static {
     fn empty(&self) -> Self::Buf;
     fn upload(&self, x: &[Self::F]) -> Self::Buf;
     /// Takes ownership where it can (CPU: no copy).
-    fn from_vec(&self, x: Vec<Self::F>) -> Self::Buf {
+    fn upload_vec(&self, x: Vec<Self::F>) -> Self::Buf {
         self.upload(&x)
     }
     /// Reads buffers back: one wait for all of them.
