@@ -12,6 +12,14 @@
 #   DART_BENCH_PYTHON   python with torch/transformers/peft (default scripts/.venv-ref/bin/python)
 #   DART_BENCH_NO_TORCH=1  skip the torch reference
 #   DART_BENCH_QUICK=1  one timed repetition, short GEMM timing (smoke test)
+#
+# Then the generation benchmark (crates/dart-bench/src/bin/generate.rs) writes
+# bench/results/generate.json: decode tokens/s at batch 1/16/64, prefill
+# tokens/s and, with the same venv, transformers `generate` timed in the same
+# run (scripts/bench/torch_generate.py) as ratio_vs_transformers.
+#   DART_BENCH_GENERATE_OUT  output file (default bench/results/generate.json)
+#   DART_BENCH_NO_GENERATE=1 skip the generation benchmark
+#   DART_BENCH_ONLY_GENERATE=1 run only the generation benchmark
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -27,23 +35,50 @@ bin="${CARGO_TARGET_DIR:-target}/release/dart-bench"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-"$bin" configs "${quick[@]}" > "$tmp/configs.json"
 
-torch_args=()
+# Why the torch reference cannot run (empty when it can).
+torch_skip=""
 if [ "${DART_BENCH_NO_TORCH:-0}" = 1 ]; then
-  torch_args=(--torch-null "skipped (DART_BENCH_NO_TORCH=1)")
+  torch_skip="skipped (DART_BENCH_NO_TORCH=1)"
 elif [ ! -x "$py" ]; then
-  torch_args=(--torch-null "no python at $py (create scripts/.venv-ref from scripts/requirements-ref.txt, or set DART_BENCH_PYTHON)")
+  torch_skip="no python at $py (create scripts/.venv-ref from scripts/requirements-ref.txt, or set DART_BENCH_PYTHON)"
 elif ! "$py" -c 'import torch, transformers, peft' > /dev/null 2> "$tmp/import.err"; then
-  torch_args=(--torch-null "$py cannot import torch/transformers/peft: $(tail -n 1 "$tmp/import.err")")
-else
-  echo "== torch + peft reference ($py, $threads threads)"
-  if "$py" scripts/bench/torch_ref.py --configs "$tmp/configs.json" --threads "$threads" --out "$tmp/torch.json"; then
-    torch_args=(--torch-json "$tmp/torch.json")
-  else
-    torch_args=(--torch-null "scripts/bench/torch_ref.py exited with status $?")
-  fi
+  torch_skip="$py cannot import torch/transformers/peft: $(tail -n 1 "$tmp/import.err")"
 fi
 
-echo "== dart-core engine"
-"$bin" run --out "$out" --threads "$threads" "${quick[@]}" "${torch_args[@]}"
+if [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ]; then
+  "$bin" configs "${quick[@]}" > "$tmp/configs.json"
+  torch_args=()
+  if [ -n "$torch_skip" ]; then
+    torch_args=(--torch-null "$torch_skip")
+  else
+    echo "== torch + peft reference ($py, $threads threads)"
+    if "$py" scripts/bench/torch_ref.py --configs "$tmp/configs.json" --threads "$threads" --out "$tmp/torch.json"; then
+      torch_args=(--torch-json "$tmp/torch.json")
+    else
+      torch_args=(--torch-null "scripts/bench/torch_ref.py exited with status $?")
+    fi
+  fi
+
+  echo "== dart-core engine"
+  "$bin" run --out "$out" --threads "$threads" "${quick[@]}" "${torch_args[@]}"
+fi
+
+if [ "${DART_BENCH_NO_GENERATE:-0}" != 1 ]; then
+  gen="${CARGO_TARGET_DIR:-target}/release/generate"
+  gen_out="${DART_BENCH_GENERATE_OUT:-bench/results/generate.json}"
+  "$gen" configs "${quick[@]}" > "$tmp/gen-configs.json"
+  gen_args=()
+  if [ -n "$torch_skip" ]; then
+    gen_args=(--torch-null "$torch_skip")
+  else
+    echo "== transformers generate reference ($py, $threads threads)"
+    if "$py" scripts/bench/torch_generate.py --configs "$tmp/gen-configs.json" --threads "$threads" --out "$tmp/torch-gen.json"; then
+      gen_args=(--torch-json "$tmp/torch-gen.json")
+    else
+      gen_args=(--torch-null "scripts/bench/torch_generate.py exited with status $?")
+    fi
+  fi
+  echo "== dart-core generate"
+  "$gen" run --out "$gen_out" --threads "$threads" "${quick[@]}" "${gen_args[@]}"
+fi
