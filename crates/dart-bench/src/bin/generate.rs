@@ -28,8 +28,9 @@ const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
 const DART_RANK: usize = 8;
 const ALPHA_PER_RANK: f64 = 2.0;
 const B_INIT_STD: f64 = 0.02;
-/// The torch reference attaches one peft LoRA of this rank (same LoRA FLOPs
-/// per token as one rank-8 slot... x2; torch cannot route per token).
+/// The transformers reference attaches one unmerged peft LoRA of this rank
+/// on every token (torch cannot route per token); each of our tokens goes
+/// through one rank-8 slot, so the reference does at least as much LoRA work.
 const REF_RANK: usize = 16;
 /// Routes per role (P, R, A, O): prompt rows on slot 1, reasoning (every
 /// decoded token here) on slot 0, tool calls on slot 1.
