@@ -337,13 +337,13 @@ impl GpuContext {
     }
 
     /// Submits every batched command.
+    /// Submits the batched commands. The lock is held through the submit:
+    /// otherwise another thread could take a fresh encoder, record a read of
+    /// our results and submit it before our batch, reading stale memory.
     pub fn flush(&self) {
-        let enc = {
-            let mut p = self.pending.lock().unwrap();
-            p.1 = 0;
-            p.0.take()
-        };
-        if let Some(enc) = enc {
+        let mut p = self.pending.lock().unwrap();
+        p.1 = 0;
+        if let Some(enc) = p.0.take() {
             self.queue.submit([enc.finish()]);
         }
     }
