@@ -26,6 +26,14 @@ const intFlag = (name: string, min: number, max: number, description: string) =>
 const steps = intFlag("steps", 1, 100_000, "optimizer steps").pipe(Flag.withDefault(30))
 const seed = intFlag("seed", 0, MAX_SEED, "seed of the model, the adapters and the batch").pipe(Flag.withDefault(0))
 const threads = intFlag("threads", 1, 1024, "CPU threads of the engine (default: all cores)").pipe(Flag.optional)
+const backend = Flag.ChoiceWithValue("backend", [
+  ["cpu", "cpu"],
+  ["wgpu", "wgpu"],
+  ["auto", "auto"]
+] as const).pipe(
+  Flag.withDescription("engine backend: cpu (reference), wgpu (WGSL compute), auto (a real GPU, else cpu)"),
+  Flag.withDefault("cpu" as const)
+)
 const lr = Flag.Finite("lr").pipe(
   Flag.withDescription("AdamW learning rate (number in (0, 1])"),
   Flag.filter(
@@ -43,14 +51,17 @@ const toUserError = (error: { readonly _tag: string; readonly message: string; r
 
 const train = Command.make(
   "train",
-  { steps, lr, seed, threads },
+  { steps, lr, seed, threads, backend },
   (flags) =>
     runDemo({ steps: flags.steps, lr: flags.lr, seed: flags.seed, vocabSize: Engine.tinyQwen2Config.vocab_size }).pipe(
       Effect.provide(
         Engine.layerRandom(
           Engine.tinyQwen2Config,
           flags.seed,
-          Option.match(flags.threads, { onNone: () => ({}), onSome: (threads) => ({ threads }) })
+          Option.match(flags.threads, {
+            onNone: () => ({ backend: flags.backend }),
+            onSome: (threads) => ({ threads, backend: flags.backend })
+          })
         )
       ),
       Effect.mapError(toUserError),

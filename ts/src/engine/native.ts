@@ -9,7 +9,8 @@ import { createRequire } from "node:module"
 
 export interface EngineOptions {
   readonly threads?: number
-  readonly backend?: "cpu"
+  /** "cpu" (reference), "wgpu" (WGSL on a GPU or lavapipe), "auto" (a real GPU, else cpu). */
+  readonly backend?: "cpu" | "wgpu" | "auto"
 }
 
 export const LORA_TARGETS = [
