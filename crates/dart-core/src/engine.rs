@@ -137,7 +137,10 @@ impl<T: Float> Engine<T> {
             None => Ok(Exec::Cpu(Model::new(CpuBackend::default(), cfg.clone(), w))),
             Some(ctx) => {
                 let b = crate::gpu::WgpuBackend::new(ctx);
-                let wd = w.map(|x| b.upload(&cast::<T, f32>(x)));
+                // Matrices go up in rows (split into row blocks beyond the binding limit).
+                let shapes = crate::weights::weight_names_shapes(cfg);
+                let mut widths = shapes.iter().map(|(_, s)| *s.last().expect("a shape"));
+                let wd = w.map(|x| b.upload_rows(&cast::<T, f32>(x), widths.next().expect("one shape per field")));
                 drop(w);
                 Ok(Exec::Wgpu(Model::new(b, cfg.clone(), wd)))
             }
@@ -175,6 +178,13 @@ impl<T: Float> Engine<T> {
             let mut data = m.b.download_many(&f).into_iter();
             m.w.map(|_| cast_vec(data.next().expect("one per field")))
         })
+    }
+
+    /// Device buffers behind each base tensor (in `Weights::names_shapes`
+    /// order): 1 each on cpu, more where wgpu split a tensor over the
+    /// binding limit into row blocks.
+    pub fn base_parts(&self) -> Vec<usize> {
+        with_model!(&self.exec, m => m.w.fields().into_iter().map(|x| m.b.parts(x)).collect())
     }
 
     /// Base tensor `index` (in `Weights::names_shapes` order), read back.

@@ -207,11 +207,7 @@ impl<B: Backend> Model<B> {
 
     pub fn push_adapter(&mut self, a: AdapterOf<B::Buf>) {
         let b = &self.b;
-        let zeros_like = |x: &B::Buf| {
-            let mut z = b.empty();
-            b.zeros(&mut z, b.len(x));
-            z
-        };
+        let zeros_like = |x: &B::Buf| b.zeros_like(x);
         let m = a.params().into_iter().map(zeros_like).collect();
         let v = a.params().into_iter().map(zeros_like).collect();
         self.adapters.push(a);
@@ -220,11 +216,7 @@ impl<B: Backend> Model<B> {
 
     pub fn set_train_base(&mut self, on: bool) {
         let b = &self.b;
-        let zeros_like = |x: &B::Buf| {
-            let mut z = b.empty();
-            b.zeros(&mut z, b.len(x));
-            z
-        };
+        let zeros_like = |x: &B::Buf| b.zeros_like(x);
         if on && self.base_grad.is_none() {
             self.base_grad = Some(self.w.map(zeros_like));
             if self.base_opt.is_none() {

@@ -88,6 +88,25 @@ pub trait Backend: Send + Sync + 'static {
     fn upload_vec(&self, x: Vec<Self::F>) -> Self::Buf {
         self.upload(&x)
     }
+    /// Uploads a matrix of rows of `width` (a weight): a backend with a
+    /// per-buffer size limit may store it split into row blocks, which the
+    /// GEMMs, embedding, optimizer and memory ops take.
+    fn upload_rows(&self, x: &[Self::F], width: usize) -> Self::Buf {
+        let _ = width;
+        self.upload(x)
+    }
+    /// Zeros with the length and storage layout of `x` (gradients and
+    /// moments of a weight, which the optimizer updates alongside it).
+    fn zeros_like(&self, x: &Self::Buf) -> Self::Buf {
+        let mut z = self.empty();
+        self.zeros(&mut z, self.len(x));
+        z
+    }
+    /// Device buffers behind a tensor (more than 1 when it is split).
+    fn parts(&self, b: &Self::Buf) -> usize {
+        let _ = b;
+        1
+    }
     /// Reads buffers back: one wait for all of them.
     fn download_many(&self, bufs: &[&Self::Buf]) -> Vec<Vec<Self::F>>;
     fn download(&self, b: &Self::Buf) -> Vec<Self::F> {

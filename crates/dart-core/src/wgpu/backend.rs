@@ -70,6 +70,17 @@ impl Backend for WgpuBackend {
     fn upload(&self, x: &[f32]) -> GpuTensor {
         self.ctx().upload(x)
     }
+    fn upload_rows(&self, x: &[f32], width: usize) -> GpuTensor {
+        self.ctx().upload_rows(x, width)
+    }
+    fn zeros_like(&self, x: &GpuTensor) -> GpuTensor {
+        let z = self.ctx().alloc_like(x);
+        self.ctx().fill_zero(&z);
+        z
+    }
+    fn parts(&self, b: &GpuTensor) -> usize {
+        b.num_parts()
+    }
     fn download_many(&self, bufs: &[&GpuTensor]) -> Vec<Vec<f32>> {
         self.ctx().download_many(bufs)
     }
@@ -85,7 +96,9 @@ impl Backend for WgpuBackend {
         self.ctx().fill_zero(b);
     }
     fn copy(&self, dst: &mut GpuTensor, src: &GpuTensor) {
-        self.sized(dst, src.len());
+        if !dst.same_layout(src) {
+            *dst = self.ctx().alloc_like(src);
+        }
         self.ctx().copy(dst, src, src.len());
     }
     fn add(&self, dst: &mut GpuTensor, a: &GpuTensor, b: &GpuTensor) {

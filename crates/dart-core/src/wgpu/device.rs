@@ -90,12 +90,21 @@ pub fn select_backend(kind: BackendKind, pin: Option<&str>) -> Result<Option<Gpu
     }
 }
 
-/// A device buffer of 4-byte elements (f32, or i32/u32 for indices). Pooled
+/// A device tensor of 4-byte elements (f32, or i32/u32 for indices). Pooled
 /// buffers go back to the pool when dropped.
+///
+/// A tensor larger than the context's split size (the binding limit, see
+/// `GpuContext::split_bytes`) is stored split by rows: `parts` holds
+/// consecutive blocks of whole rows of `width` elements, each its own buffer
+/// (every block but the last has the same number of rows). Only the ops that
+/// take such tensors (the GEMMs, embedding, elementwise and memory ops) accept
+/// a split tensor; a tensor that fits is one buffer as before.
 pub struct GpuTensor {
     buf: Option<wgpu::Buffer>,
     len: usize,
     pool: Option<Arc<Mutex<Pool>>>,
+    parts: Vec<GpuTensor>,
+    width: usize,
 }
 
 impl GpuTensor {
@@ -106,11 +115,61 @@ impl GpuTensor {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// The one buffer of an unsplit tensor.
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buf.as_ref().expect("live tensor")
+        match &self.buf {
+            Some(b) => b,
+            None if !self.parts.is_empty() => panic!(
+                "GpuTensor({}) is split into {} row blocks (over the binding limit) and this op takes one buffer",
+                self.len,
+                self.parts.len()
+            ),
+            None => panic!("dropped tensor"),
+        }
     }
     fn bytes(&self) -> u64 {
         (self.len * 4) as u64
+    }
+    /// Whether the tensor is stored as several row blocks.
+    pub fn is_split(&self) -> bool {
+        !self.parts.is_empty()
+    }
+    /// Number of device buffers (1 unless split).
+    pub fn num_parts(&self) -> usize {
+        self.parts.len().max(1)
+    }
+    /// Row width of the blocks of a split tensor (0 when not split).
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    /// (element offset, buffer tensor) of each block: the tensor itself when
+    /// not split.
+    pub fn blocks(&self) -> Vec<(usize, &GpuTensor)> {
+        if self.parts.is_empty() {
+            return vec![(0, self)];
+        }
+        let mut off = 0;
+        self.parts
+            .iter()
+            .map(|p| {
+                let o = off;
+                off += p.len;
+                (o, p)
+            })
+            .collect()
+    }
+    /// (first row, rows, block) of each row block of a split tensor of rows of `width`.
+    pub fn row_blocks(&self, width: usize) -> Vec<(usize, usize, &GpuTensor)> {
+        if self.is_split() {
+            assert_eq!(self.width, width, "split tensor of rows of {} used with rows of {width}", self.width);
+        }
+        self.blocks().into_iter().map(|(o, p)| (o / width.max(1), p.len / width.max(1), p)).collect()
+    }
+    /// Whether `self` and `other` have the same length and block layout.
+    pub fn same_layout(&self, other: &GpuTensor) -> bool {
+        self.len == other.len
+            && self.parts.len() == other.parts.len()
+            && self.parts.iter().zip(&other.parts).all(|(a, b)| a.len == b.len)
     }
 }
 
@@ -139,8 +198,17 @@ pub struct Pool {
 }
 
 impl Pool {
-    fn class(bytes: u64) -> u64 {
-        bytes.max(256).next_power_of_two()
+    /// The buffer size of a request: the power of two at or above it while
+    /// that stays within `limit` (the device's binding limit), else the size
+    /// itself (a power of two could exceed the limit, e.g. a 2.5 GiB tensor
+    /// under a 4 GiB - 1 limit).
+    fn class(bytes: u64, limit: u64) -> u64 {
+        let p = bytes.max(256).next_power_of_two();
+        if p <= limit {
+            p
+        } else {
+            bytes.next_multiple_of(4)
+        }
     }
     fn put(&mut self, buf: wgpu::Buffer) {
         self.free.entry(buf.size()).or_default().push(buf);
@@ -161,10 +229,45 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
+    /// The largest buffer a kernel can bind: min(max_storage_buffer_binding_size,
+    /// max_buffer_size) of the device (the adapter's real limits).
+    pub binding_limit: u64,
+    /// Tensors created with a row width (weights, their gradients and
+    /// moments) beyond this many bytes are split into row blocks of at most
+    /// this size: `binding_limit`, or less under `DART_WGPU_MAX_BINDING_BYTES`
+    /// / `with_max_binding_bytes` (tests force small blocks this way).
+    pub split_bytes: u64,
     pool: Arc<Mutex<Pool>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     pending: Mutex<(Option<wgpu::CommandEncoder>, usize)>,
+}
+
+/// Environment variable that lowers the size beyond which weights are split
+/// into row blocks (bytes; at most the device's binding limit). For tests:
+/// a tiny value makes tiny models take the split path.
+pub const MAX_BINDING_ENV: &str = "DART_WGPU_MAX_BINDING_BYTES";
+
+thread_local! {
+    static SPLIT_OVERRIDE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with contexts created on this thread splitting tensors beyond
+/// `bytes` (as `DART_WGPU_MAX_BINDING_BYTES`, without touching the process
+/// environment; for tests).
+pub fn with_max_binding_bytes<R>(bytes: u64, f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<u64>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SPLIT_OVERRIDE.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(SPLIT_OVERRIDE.with(|c| c.replace(Some(bytes))));
+    f()
+}
+
+fn split_override() -> Option<u64> {
+    SPLIT_OVERRIDE.with(|c| c.get()).or_else(|| std::env::var(MAX_BINDING_ENV).ok().and_then(|s| s.trim().parse().ok()))
 }
 
 /// Storage buffers the widest kernel (attention backward) binds at once.
@@ -225,11 +328,15 @@ impl GpuContext {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| DartError::Io(format!("backend wgpu: adapter {:?} refused a device: {e}", info.name)))?;
+        let binding_limit = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let split_bytes = split_override().map_or(binding_limit, |b| b.clamp(16, binding_limit));
         Ok(GpuContext {
             device,
             queue,
             adapter: info,
             limits,
+            binding_limit,
+            split_bytes,
             pool: Arc::new(Mutex::new(Pool::default())),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
@@ -247,7 +354,7 @@ impl GpuContext {
     /// whatever the buffer last held; kernels that write every element, or
     /// `zeros`, are the ones to use it with).
     pub fn alloc(&self, len: usize) -> GpuTensor {
-        let class = Pool::class((len * 4) as u64);
+        let class = Pool::class((len * 4) as u64, self.binding_limit);
         let buf = {
             let mut p = self.pool.lock().unwrap();
             match p.free.get_mut(&class).and_then(|v| v.pop()) {
@@ -267,7 +374,47 @@ impl GpuContext {
                 }
             }
         };
-        GpuTensor { buf: Some(buf), len, pool: Some(self.pool.clone()) }
+        GpuTensor { buf: Some(buf), len, pool: Some(self.pool.clone()), parts: Vec::new(), width: 0 }
+    }
+
+    /// Rows of `width` per block of a split tensor.
+    pub fn rows_per_block(&self, width: usize) -> usize {
+        ((self.split_bytes / 4) as usize / width.max(1)).max(1)
+    }
+
+    /// Whether a tensor of `len` elements in rows of `width` is split.
+    fn splits(&self, len: usize, width: usize) -> bool {
+        width > 0 && len > width && (len * 4) as u64 > self.split_bytes
+    }
+
+    fn split_of(&self, len: usize, width: usize, mut block: impl FnMut(usize, usize) -> GpuTensor) -> GpuTensor {
+        assert!(len.is_multiple_of(width), "{len} elements are not rows of {width}");
+        let per = self.rows_per_block(width) * width;
+        assert!(
+            (per * 4) as u64 <= self.binding_limit,
+            "a row of {width} f32 exceeds the binding limit of {} bytes",
+            self.binding_limit
+        );
+        let parts: Vec<GpuTensor> = (0..len).step_by(per).map(|o| block(o, per.min(len - o))).collect();
+        GpuTensor { buf: None, len, pool: None, parts, width }
+    }
+
+    /// An uninitialised tensor of `len` elements in rows of `width`: one
+    /// pooled buffer when it fits in `split_bytes`, else row blocks.
+    pub fn alloc_rows(&self, len: usize, width: usize) -> GpuTensor {
+        if !self.splits(len, width) {
+            return self.alloc(len);
+        }
+        self.split_of(len, width, |_, n| self.alloc(n))
+    }
+
+    /// An uninitialised tensor with the length and block layout of `t`.
+    pub fn alloc_like(&self, t: &GpuTensor) -> GpuTensor {
+        if t.is_split() {
+            self.alloc_rows(t.len, t.width)
+        } else {
+            self.alloc(t.len)
+        }
     }
 
     /// A pooled tensor of zeros.
@@ -279,10 +426,11 @@ impl GpuContext {
 
     /// Zeroes a tensor (recorded in the batch, ordered with the kernels).
     pub fn fill_zero(&self, t: &GpuTensor) {
-        if t.len == 0 {
-            return;
+        for (_, p) in t.blocks() {
+            if p.len > 0 {
+                self.with_encoder(|enc| enc.clear_buffer(p.buffer(), 0, Some(p.bytes())));
+            }
         }
-        self.with_encoder(|enc| enc.clear_buffer(t.buffer(), 0, Some(t.bytes())));
     }
 
     fn init(&self, bytes: &[u8], len: usize) -> GpuTensor {
@@ -293,13 +441,20 @@ impl GpuContext {
             contents: &data,
             usage: STORAGE,
         });
-        GpuTensor { buf: Some(buf), len, pool: None }
+        GpuTensor { buf: Some(buf), len, pool: None, parts: Vec::new(), width: 0 }
     }
 
     /// Uploads f32 data into a new device tensor (no flush needed: the buffer
     /// is fresh, so no queued kernel can be reading it).
     pub fn upload(&self, x: &[f32]) -> GpuTensor {
         self.init(bytemuck::cast_slice(x), x.len())
+    }
+    /// Uploads f32 data in rows of `width`, split into row blocks beyond `split_bytes`.
+    pub fn upload_rows(&self, x: &[f32], width: usize) -> GpuTensor {
+        if !self.splits(x.len(), width) {
+            return self.upload(x);
+        }
+        self.split_of(x.len(), width, |o, n| self.upload(&x[o..o + n]))
     }
     pub fn upload_i32(&self, x: &[i32]) -> GpuTensor {
         self.init(bytemuck::cast_slice(x), x.len())
@@ -313,27 +468,51 @@ impl GpuContext {
     pub fn write(&self, t: &GpuTensor, x: &[f32]) {
         assert!(x.len() <= t.len, "write: {} > {}", x.len(), t.len);
         self.flush();
-        self.queue.write_buffer(t.buffer(), 0, bytemuck::cast_slice(x));
+        for (o, p) in t.blocks() {
+            if o >= x.len() {
+                break;
+            }
+            let n = p.len.min(x.len() - o);
+            self.queue.write_buffer(p.buffer(), 0, bytemuck::cast_slice(&x[o..o + n]));
+        }
     }
 
     /// Device-to-device copy of `len` elements.
     pub fn copy(&self, dst: &GpuTensor, src: &GpuTensor, len: usize) {
-        assert!(len <= dst.len && len <= src.len);
-        if len == 0 {
-            return;
-        }
-        self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, (len * 4) as u64));
+        self.copy_region(dst, 0, src, 0, len);
     }
 
-    /// Device-to-device copy of `len` elements at element offsets.
+    /// Device-to-device copy of `len` elements at element offsets (split
+    /// tensors: one copy per overlap of their blocks).
     pub fn copy_region(&self, dst: &GpuTensor, dst_off: usize, src: &GpuTensor, src_off: usize, len: usize) {
         assert!(dst_off + len <= dst.len && src_off + len <= src.len);
         if len == 0 {
             return;
         }
-        self.with_encoder(|enc| {
-            enc.copy_buffer_to_buffer(src.buffer(), (src_off * 4) as u64, dst.buffer(), (dst_off * 4) as u64, (len * 4) as u64)
-        });
+        if !dst.is_split() && !src.is_split() {
+            self.with_encoder(|enc| {
+                enc.copy_buffer_to_buffer(src.buffer(), (src_off * 4) as u64, dst.buffer(), (dst_off * 4) as u64, (len * 4) as u64)
+            });
+            return;
+        }
+        for (so, sp) in src.blocks() {
+            // The part of this source block inside [src_off, src_off + len).
+            let (lo, hi) = (so.max(src_off), (so + sp.len).min(src_off + len));
+            if lo >= hi {
+                continue;
+            }
+            for (d0, dp) in dst.blocks() {
+                let (dlo, dhi) = (lo - src_off + dst_off, hi - src_off + dst_off);
+                let (a, b) = (dlo.max(d0), dhi.min(d0 + dp.len));
+                if a >= b {
+                    continue;
+                }
+                let s_at = a - dst_off + src_off - so;
+                self.with_encoder(|enc| {
+                    enc.copy_buffer_to_buffer(sp.buffer(), (s_at * 4) as u64, dp.buffer(), ((a - d0) * 4) as u64, ((b - a) * 4) as u64)
+                });
+            }
+        }
     }
 
     /// Submits every batched command.
@@ -350,19 +529,24 @@ impl GpuContext {
 
     /// Reads tensors back: one submit, one wait, for all of them.
     pub fn download_many(&self, ts: &[&GpuTensor]) -> Vec<Vec<f32>> {
-        let stagings: Vec<Option<wgpu::Buffer>> = ts
+        // One staging buffer per device buffer (per block of a split tensor).
+        let stagings: Vec<Vec<wgpu::Buffer>> = ts
             .iter()
             .map(|t| {
-                (t.len > 0).then(|| {
-                    let s = self.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("readback"),
-                        size: t.bytes(),
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
-                    self.with_encoder(|enc| enc.copy_buffer_to_buffer(t.buffer(), 0, &s, 0, t.bytes()));
-                    s
-                })
+                t.blocks()
+                    .into_iter()
+                    .filter(|(_, p)| p.len > 0)
+                    .map(|(_, p)| {
+                        let s = self.device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some("readback"),
+                            size: p.bytes(),
+                            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                            mapped_at_creation: false,
+                        });
+                        self.with_encoder(|enc| enc.copy_buffer_to_buffer(p.buffer(), 0, &s, 0, p.bytes()));
+                        s
+                    })
+                    .collect()
             })
             .collect();
         self.flush();
@@ -372,16 +556,17 @@ impl GpuContext {
         self.device.poll(wgpu::PollType::wait_indefinitely()).expect("device poll");
         stagings
             .into_iter()
-            .map(|s| match s {
-                None => Vec::new(),
-                Some(s) => {
-                    let v = {
+            .zip(ts)
+            .map(|(ss, t)| {
+                let mut v = Vec::with_capacity(t.len);
+                for s in ss {
+                    {
                         let view = s.get_mapped_range(..).expect("mapped range");
-                        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-                    };
+                        v.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&view));
+                    }
                     s.unmap();
-                    v
                 }
+                v
             })
             .collect()
     }

@@ -8,5 +8,6 @@ pub mod ops;
 
 pub use backend::WgpuBackend;
 
-pub use device::{list_adapters, select_backend, AdapterSummary, BackendKind, GpuContext, GpuTensor, ADAPTER_ENV};
+pub use device::{list_adapters, select_backend, AdapterSummary, BackendKind, GpuContext, GpuTensor, ADAPTER_ENV,
+    MAX_BINDING_ENV, with_max_binding_bytes};
 pub use ops::{seq_meta, GpuOps, GEMM_TILE, MAX_HEAD_DIM};

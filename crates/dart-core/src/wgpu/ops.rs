@@ -42,6 +42,14 @@ pub fn seq_meta(seqs: &[(usize, usize)], rows: usize) -> Vec<u32> {
     meta
 }
 
+/// The blocks of tensors of one layout, block by block: element i of each
+/// entry is the i-th block of tensor i (the tensors themselves when unsplit).
+fn zip_blocks<'a>(what: &str, ts: &[&'a GpuTensor]) -> Vec<Vec<&'a GpuTensor>> {
+    assert!(ts.iter().all(|t| t.same_layout(ts[0])), "{what}: operands split into different row blocks");
+    let blocks: Vec<Vec<(usize, &GpuTensor)>> = ts.iter().map(|t| t.blocks()).collect();
+    (0..blocks[0].len()).map(|i| blocks.iter().map(|b| b[i].1).collect()).collect()
+}
+
 /// The ops, bound to one device.
 pub struct GpuOps {
     pub ctx: GpuContext,
@@ -52,18 +60,74 @@ impl GpuOps {
         GpuOps { ctx }
     }
 
-    /// C[m,n] (+)= op(A) op(B), as `ops::matmul::matmul`.
+    /// C[m,n] (+)= op(A) op(B), as `ops::matmul::matmul`. B (a weight) or C
+    /// (a weight gradient) may be split into row blocks (not both, and A
+    /// never): a split B runs one GEMM per block, over output columns (tb) or
+    /// accumulated over k (!tb); a split C one per block of its rows. A
+    /// tensor that fits is one dispatch, as before.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(&self, c: &GpuTensor, a: &GpuTensor, b: &GpuTensor, m: usize, n: usize, k: usize, ta: bool, tb: bool, accumulate: bool) {
         assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul: buffers too small for {m}x{n}x{k}");
         if m == 0 || n == 0 {
             return;
         }
+        let lda = if ta { m } else { k };
+        match (c.is_split(), b.is_split()) {
+            (false, false) => self.gemm(c, 0, n, a, 0, lda, b, m, n, k, ta, tb, accumulate),
+            (false, true) if tb => {
+                // B = [n, k]: block rows are columns r0.. of C.
+                for (r0, rows, bp) in b.row_blocks(k) {
+                    self.gemm(c, r0, n, a, 0, lda, bp, m, rows, k, ta, true, accumulate);
+                }
+            }
+            (false, true) => {
+                // B = [k, n]: block rows are k indices r0..; accumulate over blocks.
+                for (i, (r0, rows, bp)) in b.row_blocks(n).into_iter().enumerate() {
+                    let a_off = if ta { r0 * m } else { r0 };
+                    self.gemm(c, 0, n, a, a_off, lda, bp, m, n, rows, ta, false, accumulate || i > 0);
+                }
+            }
+            (true, false) => {
+                // C = [m, n]: block rows are rows r0.. of op(A).
+                for (r0, rows, cp) in c.row_blocks(n) {
+                    let a_off = if ta { r0 } else { r0 * k };
+                    self.gemm(cp, 0, n, a, a_off, lda, b, rows, n, k, ta, tb, accumulate);
+                }
+            }
+            (true, true) => panic!("matmul: C and B both split into row blocks"),
+        }
+    }
+
+    /// One GEMM dispatch: C[c_off + i ldc + j] (+)= sum_p op(A)(i, p) op(B)(p, j)
+    /// with op(A)(i, p) = A[a_off + i lda + p] (or A[a_off + p lda + i] when ta).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        c: &GpuTensor,
+        c_off: usize,
+        ldc: usize,
+        a: &GpuTensor,
+        a_off: usize,
+        lda: usize,
+        b: &GpuTensor,
+        m: usize,
+        n: usize,
+        k: usize,
+        ta: bool,
+        tb: bool,
+        accumulate: bool,
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        debug_assert!(c_off + (m - 1) * ldc + n <= c.len(), "gemm: C block out of range");
+        debug_assert!(k == 0 || a_off + if ta { (k - 1) * lda + m } else { (m - 1) * lda + k } <= a.len(), "gemm: A block out of range");
+        debug_assert!(b.len() >= k * n, "gemm: B too small");
         let groups = [u(n.div_ceil(GEMM_TILE)), u(m.div_ceil(GEMM_TILE)), 1];
         self.ctx.dispatch(
             MATMUL,
             "main",
-            &[u(m), u(n), u(k), ta as u32, tb as u32, accumulate as u32],
+            &[u(m), u(n), u(k), ta as u32, tb as u32, accumulate as u32, u(lda), u(a_off), u(ldc), u(c_off)],
             &[(1, c), (2, a), (3, b)],
             groups,
         );
@@ -102,21 +166,33 @@ impl GpuOps {
         }
     }
 
-    /// x[r] = table[tokens[r]] (tokens: i32 tensor).
+    /// x[r] = table[tokens[r]] (tokens: i32 tensor); a split table runs one
+    /// dispatch per row block, each writing the rows whose token it holds.
     pub fn embedding_forward(&self, x: &GpuTensor, table: &GpuTensor, tokens: &GpuTensor, d: usize) {
         let total = tokens.len() * d;
-        self.ctx.dispatch(EMBEDDING, "forward", &[u(total), u(d)], &[(1, x), (2, table), (3, tokens)], self.ctx.grid_threads(total));
+        for (r0, rows, tp) in table.row_blocks(d) {
+            self.ctx.dispatch(
+                EMBEDDING,
+                "forward",
+                &[u(total), u(d), u(r0), u(rows)],
+                &[(1, x), (2, tp), (3, tokens)],
+                self.ctx.grid_threads(total),
+            );
+        }
     }
 
-    /// dtable[tokens[r]] += dx[r], rows in order per column (deterministic).
+    /// dtable[tokens[r]] += dx[r], rows in order per column (deterministic);
+    /// per row block of a split dtable.
     pub fn embedding_backward(&self, dtable: &GpuTensor, dx: &GpuTensor, tokens: &GpuTensor, d: usize) {
-        self.ctx.dispatch(
-            EMBEDDING,
-            "backward",
-            &[u(tokens.len()), u(d)],
-            &[(3, tokens), (4, dtable), (5, dx)],
-            self.ctx.grid_threads(d),
-        );
+        for (r0, rows, tp) in dtable.row_blocks(d) {
+            self.ctx.dispatch(
+                EMBEDDING,
+                "backward",
+                &[u(tokens.len()), u(d), u(r0), u(rows)],
+                &[(3, tokens), (4, tp), (5, dx)],
+                self.ctx.grid_threads(d),
+            );
+        }
     }
 
     /// Rows = rstd.len().
@@ -263,10 +339,16 @@ impl GpuOps {
         self.ctx.dispatch(ROWS, "gather", &[u(n), u(width)], &[(1, dst), (2, src), (3, rows)], self.ctx.grid_threads(n * width));
     }
 
-    /// dst += src elementwise (dst.len() elements).
+    /// dst += src elementwise (dst.len() elements; split tensors block by block).
     pub fn add_assign(&self, dst: &GpuTensor, src: &GpuTensor) {
         let n = dst.len();
         assert!(src.len() >= n);
+        if dst.is_split() || src.is_split() {
+            for b in zip_blocks("add_assign", &[dst, src]) {
+                self.add_assign(b[0], b[1]);
+            }
+            return;
+        }
         self.ctx.dispatch(ROWS, "add_assign", &[u(n)], &[(1, dst), (2, src)], self.ctx.grid_threads(n));
     }
 
@@ -350,6 +432,12 @@ impl GpuOps {
 
     /// acc[0] += sum of squares of `g` (two-stage reduction, fixed order).
     pub fn grad_sumsq(&self, acc: &GpuTensor, g: &GpuTensor) {
+        if g.is_split() {
+            for (_, p) in g.blocks() {
+                self.grad_sumsq(acc, p);
+            }
+            return;
+        }
         let n = g.len();
         if n == 0 {
             return;
@@ -385,6 +473,12 @@ impl GpuOps {
         let bc1 = 1.0 - opt.beta1.powi(t);
         let bc2 = 1.0 - opt.beta2.powi(t);
         for i in 0..params.len() {
+            if [params[i], grads[i], m[i], v[i]].iter().any(|t| t.is_split()) {
+                for b in zip_blocks("adamw", &[params[i], grads[i], m[i], v[i]]) {
+                    self.adamw_step(opt, step, &[b[0]], &[b[1]], &[b[2]], &[b[3]], clip);
+                }
+                continue;
+            }
             let n = params[i].len();
             let p = [
                 u(n),

@@ -1,4 +1,7 @@
-// Token embedding. forward P: total (= rows*d), d. backward P: rows, d.
+// Token embedding. forward P: total (= rows*d), d, row0, nrows. backward P:
+// rows, d, row0, nrows. The table (T, DT) holds vocabulary rows
+// row0..row0+nrows (a row block of a split table, or all of it); tokens
+// outside it are left to the other blocks' dispatches.
 @group(0) @binding(1) var<storage, read_write> X: array<f32>;
 @group(0) @binding(2) var<storage, read> T: array<f32>;
 @group(0) @binding(3) var<storage, read> TOK: array<i32>;
@@ -11,7 +14,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let d = P[1];
     if (e >= P[0]) { return; }
     let r = e / d;
-    X[e] = T[u32(TOK[r]) * d + e % d];
+    let t = u32(TOK[r]) - P[2];
+    if (t < P[3]) { X[e] = T[t * d + e % d]; }
 }
 
 // One thread per column, tokens in order: repeated tokens sum in a fixed
@@ -23,7 +27,10 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let d = P[1];
     if (c >= d) { return; }
     for (var r = 0u; r < rows; r++) {
-        let i = u32(TOK[r]) * d + c;
-        DT[i] = DT[i] + DX[r * d + c];
+        let t = u32(TOK[r]) - P[2];
+        if (t < P[3]) {
+            let i = t * d + c;
+            DT[i] = DT[i] + DX[r * d + c];
+        }
     }
 }

@@ -1,5 +1,8 @@
 // C[m,n] (+)= op(A) op(B), row-major; A stored [m,k] or [k,m] (ta), B stored
-// [k,n] or [n,k] (tb). P: m, n, k, ta, tb, accumulate.
+// [k,n] or [n,k] (tb). P: m, n, k, ta, tb, accumulate, lda, a_off, ldc, c_off:
+// A and C are sub-blocks (element offset, row stride) of larger matrices so
+// that a weight split into row blocks runs block by block (lda = k or m and
+// ldc = n with zero offsets for whole matrices); B is always whole.
 // 64x64 output tile per 16x16 workgroup, K-step 16, both operand tiles in
 // workgroup memory, 4x4 outputs per thread in registers (rows ty+16r,
 // columns tx+16c so neighbouring threads hit neighbouring addresses).
@@ -23,6 +26,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let k = P[2];
     let ta = P[3];
     let tb = P[4];
+    let lda = P[6];
+    let a_off = P[7];
+    let ldc = P[8];
+    let c_off = P[9];
     let row0 = wid.y * BM;
     let col0 = wid.x * BN;
     var acc: array<f32, 16>;
@@ -37,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gp = k0 + p;
             var v = 0.0;
             if (gi < m && gp < k) {
-                if (ta == 0u) { v = A[gi * k + gp]; } else { v = A[gp * m + gi]; }
+                if (ta == 0u) { v = A[a_off + gi * lda + gp]; } else { v = A[a_off + gp * lda + gi]; }
             }
             As[p * BM + i] = v;
             // B tile element (p, j).
@@ -73,8 +80,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gj = col0 + lid.x + 16u * c;
             if (gi < m && gj < n) {
                 var v = acc[r * 4u + c];
-                if (P[5] != 0u) { v += C[gi * n + gj]; }
-                C[gi * n + gj] = v;
+                let ci = c_off + gi * ldc + gj;
+                if (P[5] != 0u) { v += C[ci]; }
+                C[ci] = v;
             }
         }
     }
