@@ -375,6 +375,74 @@ fn gemm_all_transposes_and_awkward_shapes() {
     }
 }
 
+/// The GEMM and the embedding with a weight (B), a weight gradient (C) or
+/// a table split into row blocks, as wgpu stores tensors over the binding
+/// limit: contexts with a split size of 64 bytes (one row per block for
+/// most widths) and of 1000 bytes (several rows per block, a short last one).
+#[test]
+fn gemm_and_embedding_with_operands_split_into_row_blocks() {
+    if std::env::var("DART_SKIP_WGPU").is_ok_and(|s| s == "1") {
+        return;
+    }
+    let shapes = [(3, 5, 7), (17, 9, 33), (70, 65, 80), (5, 200, 3), (1, 130, 257), (66, 1, 70)];
+    for split in [64u64, 1000] {
+        let ctx = dart_core::gpu::with_max_binding_bytes(split, || GpuContext::new(None, false)).expect("wgpu adapter");
+        assert_eq!(ctx.split_bytes, split);
+        let ops = GpuOps::new(ctx);
+        let c = &ops.ctx;
+        let splits = |len: usize, width: usize| width < len && (len * 4) as u64 > split;
+        for (si, &(m, n, k)) in shapes.iter().enumerate() {
+            for ta in [false, true] {
+                for acc in [false, true] {
+                    let s = si as u64 * 10;
+                    let what = |mode: &str| format!("split {split}: {mode} {m}x{n}x{k} ta={ta} acc={acc}");
+                    // B split, tb: C = op(A) W^T with W [n, k] (logits, linear forward).
+                    for tb in [true, false] {
+                        let (a, w, c0) = (rand_in(m * k, s + 1), rand_in(k * n, s + 2), rand_in(m * n, s + 3));
+                        let mut want = c0.clone();
+                        matmul(&mut want, &a, &w, m, n, k, ta, tb, acc);
+                        let width = if tb { k } else { n };
+                        let gw = c.upload_rows(&to32(&w), width);
+                        assert_eq!(gw.is_split(), splits(k * n, width), "{}", what("B layout"));
+                        let (gc, ga) = (c.upload(&to32(&c0)), c.upload(&to32(&a)));
+                        ops.matmul(&gc, &ga, &gw, m, n, k, ta, tb, acc);
+                        close("wgpu", &what(&format!("B split tb={tb}")), &c.download(&gc), &want, REDUCTION);
+                    }
+                    // C split: dW [m, n] (+)= op(A) op(B) (weight gradients).
+                    for tb in [false, true] {
+                        let (a, bb, c0) = (rand_in(m * k, s + 4), rand_in(k * n, s + 5), rand_in(m * n, s + 6));
+                        let mut want = c0.clone();
+                        matmul(&mut want, &a, &bb, m, n, k, ta, tb, acc);
+                        let gc = c.alloc_rows(m * n, n);
+                        assert_eq!(gc.is_split(), splits(m * n, n), "{}", what("C layout"));
+                        c.write(&gc, &to32(&c0));
+                        let (ga, gb) = (c.upload(&to32(&a)), c.upload(&to32(&bb)));
+                        ops.matmul(&gc, &ga, &gb, m, n, k, ta, tb, acc);
+                        close("wgpu", &what(&format!("C split tb={tb}")), &c.download(&gc), &want, REDUCTION);
+                    }
+                }
+            }
+        }
+        // Embedding forward and backward with the table split.
+        for &(vocab, d) in &[(11, 37), (53, 7)] {
+            let tokens = [3, 0, 3, 10, 7, 3, 0, 9, 52 % vocab as i32, 40 % vocab as i32];
+            let (table, dx, dt0) = (rand_in(vocab * d, 1), rand_in(tokens.len() * d, 2), rand_in(vocab * d, 3));
+            let mut x = vec![0.0; tokens.len() * d];
+            let mut dt = dt0.clone();
+            embedding_forward(&mut x, &table, &tokens, d);
+            embedding_backward(&mut dt, &dx, &tokens, d);
+            let gt = c.upload_rows(&to32(&table), d);
+            let gdt = c.upload_rows(&to32(&dt0), d);
+            assert!(gt.is_split() && gdt.num_parts() > 1, "split {split}: the table is split");
+            let (gx, gtok, gdx) = (c.zeros(x.len()), c.upload_i32(&tokens), c.upload(&to32(&dx)));
+            ops.embedding_forward(&gx, &gt, &gtok, d);
+            ops.embedding_backward(&gdt, &gdx, &gtok, d);
+            close("wgpu", &format!("split {split}: embedding x {vocab}x{d}"), &c.download(&gx), &x, ELEMENTWISE);
+            close("wgpu", &format!("split {split}: embedding dtable {vocab}x{d}"), &c.download(&gdt), &dt, ELEMENTWISE);
+        }
+    }
+}
+
 #[test]
 fn linear_forward_backward() {
     let (rows, ni, no) = (13, 70, 33);

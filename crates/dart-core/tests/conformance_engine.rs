@@ -1,5 +1,7 @@
 //! Whole-model conformance: the SAME test bodies run on the cpu f32 engine
-//! and the wgpu engine (one model code path, two backends) and are compared.
+//! and the wgpu engine (one model code path, two backends) and are compared;
+//! the wgpu engine runs them twice, once as is and once ("wgpu-split") with
+//! its big weights split into row blocks as for a model over the binding limit.
 //!
 //! Tolerances (|x - ref| <= tol * max(1, |ref|) elementwise):
 //! - cpu f32 vs wgpu: 1e-4 for logprobs, LoRA and base gradients, gradient
@@ -19,24 +21,50 @@ use dart_core::checkpoint::{load_adapter, load_model};
 use dart_core::generate::{GenPlan, SampleOptions, Session, StopReason};
 use dart_core::io::TensorStore;
 use dart_core::roles::{Role, RoleRules};
+use dart_core::gpu::with_max_binding_bytes;
 use dart_core::{AdamW, BackendKind, Engine, EngineOptions, ModelConfig, StepOptions};
 
 const CROSS: f64 = 1e-4;
 
-/// (name, options) of every backend under test.
+/// The split size of the "wgpu-split" backend: 256 bytes (64 f32) splits
+/// the tiny models' embeddings, LM head and q/o/gate/up/down weights (and
+/// their gradients and moments) into 2-4 row blocks (the fixture model's
+/// into up to 48), so every body below also runs on the split path.
+const SPLIT_BYTES: u64 = 256;
+
+/// (name, options) of every backend under test: cpu, wgpu, and wgpu with
+/// weights split into row blocks ("wgpu-split", see `SPLIT_BYTES`).
 fn backends() -> Vec<(&'static str, EngineOptions)> {
     let mut v = vec![("cpu", EngineOptions { threads: 2, seed: 7, backend: BackendKind::Cpu })];
     if !std::env::var("DART_SKIP_WGPU").is_ok_and(|s| s == "1") {
         v.push(("wgpu", EngineOptions { threads: 2, seed: 7, backend: BackendKind::Wgpu }));
+        v.push(("wgpu-split", EngineOptions { threads: 2, seed: 7, backend: BackendKind::Wgpu }));
     }
     v
+}
+
+/// The backend name an engine of backend `name` reports.
+fn reported(name: &str) -> &str {
+    name.trim_end_matches("-split")
+}
+
+/// Checks that a "wgpu-split" engine did split its big tensors.
+fn check_split(name: &str, e: &Engine<f32>) {
+    let parts = e.base_parts();
+    if name.ends_with("-split") {
+        assert!(parts[0] > 1, "{name}: the embedding is split ({parts:?})");
+        assert!(parts.iter().filter(|&&p| p > 1).count() > 2, "{name}: several tensors are split ({parts:?})");
+    } else if std::env::var_os(dart_core::gpu::MAX_BINDING_ENV).is_none() {
+        assert!(parts.iter().all(|&p| p == 1), "{name}: nothing is split ({parts:?})");
+    }
 }
 
 fn engine(name: &str, o: &EngineOptions, cfg: ModelConfig, seed: u64) -> Engine<f32> {
     let e = Engine::<f32>::random(cfg, seed, o).unwrap_or_else(|err| {
         panic!("{name} engine: {err} (set DART_SKIP_WGPU=1 to run the cpu half only)")
     });
-    assert_eq!(e.backend_info().backend, name);
+    assert_eq!(e.backend_info().backend, reported(name));
+    check_split(name, &e);
     e
 }
 
@@ -48,9 +76,16 @@ fn configs() -> Vec<(&'static str, ModelConfig)> {
     vec![("qwen2 untied", tiny_config(false, "qwen2")), ("llama tied", tiny_config(true, "llama"))]
 }
 
-/// Runs `body` on every backend and returns its outputs by backend.
+/// Runs `body` on every backend and returns its outputs by backend (the
+/// "wgpu-split" run with engines created under the lowered split size).
 fn on_each<R>(body: impl Fn(&str, &EngineOptions) -> R) -> Vec<(&'static str, R)> {
-    backends().into_iter().map(|(n, o)| (n, body(n, &o))).collect()
+    backends()
+        .into_iter()
+        .map(|(n, o)| {
+            let r = if n.ends_with("-split") { with_max_binding_bytes(SPLIT_BYTES, || body(n, &o)) } else { body(n, &o) };
+            (n, r)
+        })
+        .collect()
 }
 
 /// Every backend's output against the cpu's, tensor by tensor.
@@ -231,7 +266,8 @@ fn peft_fixture_matches_on_every_backend() {
     let c: Case = serde_json::from_str(&std::fs::read_to_string(fixture("case.json")).unwrap()).unwrap();
     on_each(|name, o| {
         let mut e = load_model::<f32>(&fixture("model"), o).unwrap();
-        assert_eq!(e.backend_info().backend, name);
+        assert_eq!(e.backend_info().backend, reported(name));
+        check_split(name, &e);
         let base = e.forward(&c.tokens, &c.seq_lens, &vec![-1; c.tokens.len()]).unwrap();
         assert_close(&format!("{name} logprobsBase"), &f64s(&base), &c.logprobs_base, 1e-4);
         assert_eq!(load_adapter(&mut e, &fixture("adapters/reason")).unwrap(), 0);
@@ -260,9 +296,9 @@ fn backend_info_and_typed_errors() {
     assert_eq!(err.code(), "DART_INVALID_ARGUMENT");
     let e = Engine::<f64>::random(tiny_config(false, "qwen2"), 1, &EngineOptions { backend: BackendKind::Auto, ..Default::default() }).unwrap();
     assert_eq!(e.backend_info().backend, "cpu");
-    for (name, o) in backends() {
-        let e = engine(name, &o, tiny_config(false, "qwen2"), 1);
+    on_each(|name, o| {
+        let e = engine(name, o, tiny_config(false, "qwen2"), 1);
         let i = e.backend_info();
         assert!(!i.adapter.is_empty() && !i.device_type.is_empty(), "{i:?}");
-    }
+    });
 }
