@@ -20,6 +20,22 @@
 #   DART_BENCH_GENERATE_OUT  output file (default bench/results/generate.json)
 #   DART_BENCH_NO_GENERATE=1 skip the generation benchmark
 #   DART_BENCH_ONLY_GENERATE=1 run only the generation benchmark
+#
+# Then the wgpu benchmark (crates/dart-bench/src/bin/engine_wgpu.rs) writes
+# bench/results/engine-wgpu.json: the adapter (name, type, backend, driver),
+# GEMM GFLOPS through the wgpu backend at the shapes of engine-cpu.json and at
+# 4096^3, and forward+backward+step tokens/s of the wgpu Engine for the
+# configs of engine-cpu.json, each next to the cpu engine in the same run.
+# On an adapter of type Cpu (Mesa lavapipe) 4096^3 and the SmolLM2-135M shape
+# are recorded as skipped unless DART_BENCH_FULL=1. When the python above (or
+# python3) has torch with torch.cuda.is_available(), scripts/bench/torch_gpu_ref.py
+# times torch fp32 matmul (TF32 off) and transformers+peft fwd+bwd on cuda in
+# the same run, recorded as ratios; else recorded as skipped with the reason.
+#   DART_BENCH_WGPU_OUT   output file (default bench/results/engine-wgpu.json)
+#   DART_BENCH_NO_WGPU=1  skip the wgpu benchmark
+#   DART_BENCH_ONLY_WGPU=1  run only the wgpu benchmark
+#   DART_BENCH_FULL=1     run the 4096^3 GEMM and SmolLM2 shape on a Cpu-type adapter too
+#   DART_WGPU_ADAPTER     pin the adapter (substring of its name, e.g. llvmpipe)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -46,7 +62,7 @@ elif ! "$py" -c 'import torch, transformers, peft' > /dev/null 2> "$tmp/import.e
   torch_skip="$py cannot import torch/transformers/peft: $(tail -n 1 "$tmp/import.err")"
 fi
 
-if [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ]; then
+if [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ]; then
   "$bin" configs "${quick[@]}" > "$tmp/configs.json"
   torch_args=()
   if [ -n "$torch_skip" ]; then
@@ -64,7 +80,7 @@ if [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ]; then
   "$bin" run --out "$out" --threads "$threads" "${quick[@]}" "${torch_args[@]}"
 fi
 
-if [ "${DART_BENCH_NO_GENERATE:-0}" != 1 ]; then
+if [ "${DART_BENCH_NO_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ]; then
   gen="${CARGO_TARGET_DIR:-target}/release/generate"
   gen_out="${DART_BENCH_GENERATE_OUT:-bench/results/generate.json}"
   "$gen" configs "${quick[@]}" > "$tmp/gen-configs.json"
@@ -81,4 +97,34 @@ if [ "${DART_BENCH_NO_GENERATE:-0}" != 1 ]; then
   fi
   echo "== dart-core generate"
   "$gen" run --out "$gen_out" --threads "$threads" "${quick[@]}" "${gen_args[@]}"
+fi
+
+if [ "${DART_BENCH_NO_WGPU:-0}" != 1 ] && [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ]; then
+  ew="${CARGO_TARGET_DIR:-target}/release/engine_wgpu"
+  ew_out="${DART_BENCH_WGPU_OUT:-bench/results/engine-wgpu.json}"
+  "$ew" configs "${quick[@]}" > "$tmp/wgpu-configs.json"
+  # The torch CUDA reference: the ref venv's python, else python3.
+  gpy="$py"
+  [ -x "$gpy" ] || gpy="$(command -v python3 || true)"
+  ew_args=()
+  if [ "${DART_BENCH_NO_TORCH:-0}" = 1 ]; then
+    ew_args=(--torch-null "skipped (DART_BENCH_NO_TORCH=1)")
+  elif [ -z "$gpy" ]; then
+    ew_args=(--torch-null "no python (set DART_BENCH_PYTHON to one with torch+CUDA, transformers and peft)")
+  elif cuda="$("$gpy" -c 'import torch; print(torch.cuda.is_available())' 2> "$tmp/cuda.err")"; [ "$cuda" != True ]; then
+    if [ "$cuda" = False ]; then
+      ew_args=(--torch-null "skipped: torch.cuda.is_available() is False ($gpy): no CUDA GPU here")
+    else
+      ew_args=(--torch-null "skipped: $gpy cannot import torch: $(tail -n 1 "$tmp/cuda.err")")
+    fi
+  else
+    echo "== torch CUDA reference ($gpy: fp32 matmul with TF32 off, transformers+peft fwd+bwd)"
+    if "$gpy" scripts/bench/torch_gpu_ref.py --configs "$tmp/wgpu-configs.json" --out "$tmp/torch-gpu.json"; then
+      ew_args=(--torch-json "$tmp/torch-gpu.json")
+    else
+      ew_args=(--torch-null "scripts/bench/torch_gpu_ref.py exited with status $?")
+    fi
+  fi
+  echo "== dart-core wgpu engine"
+  "$ew" run --out "$ew_out" --threads "$threads" "${quick[@]}" "${ew_args[@]}"
 fi
