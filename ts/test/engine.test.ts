@@ -115,6 +115,16 @@ describe("Engine (Effect wrapper)", () => {
       }
     }))
 
+  it("a Rust panic inside an async call rejects with DART_PANIC and node keeps running", async () => {
+    const engine = await Effect.runPromise(random(tinyQwen2Config, 5, { threads: 1 }))
+    const error = await engine.native.debugPanic().then(() => undefined, (e: unknown) => e as { code?: string; message?: string })
+    assert.strictEqual(error?.code, "DART_PANIC")
+    assert.include(error?.message ?? "", "debug_panic")
+    // The engine still works afterwards.
+    const lp = await engine.native.forward(Int32Array.from([1, 2, 3]), Int32Array.from([3]), Int32Array.from([-1, -1, -1]))
+    assert.strictEqual(lp.length, 3)
+  })
+
   it.effect("loading an adapter from a missing folder fails with EngineIoError", () =>
     Effect.gen(function*() {
       const engine = yield* twoAdapters

@@ -156,6 +156,8 @@ export interface NativeEngine {
   loadAdapter(dir: string): Promise<number>
   saveState(dir: string): Promise<void>
   loadState(dir: string): Promise<void>
+  /** Test hook: panics inside an async task (must reject with DART_PANIC, not abort node). */
+  debugPanic(): Promise<void>
   /** A generation session over this engine. */
   session(options: SessionOptions): NativeSession
 }
