@@ -29,12 +29,8 @@ import sys
 import time
 import traceback
 
-
-def loadavg() -> str | None:
-    try:
-        return open("/proc/loadavg").read().strip()
-    except OSError:
-        return None
+import ref_common as rc
+from ref_common import loadavg
 
 
 def main() -> int:
@@ -46,27 +42,19 @@ def main() -> int:
     args = ap.parse_args()
 
     def fail(reason: str) -> int:
-        with open(args.out, "w") as f:
-            json.dump({"available": False, "reason": reason}, f)
-        print(f"transformers reference unavailable: {reason}", file=sys.stderr)
-        return 0
+        return rc.fail(args.out, "transformers reference", reason)
 
     try:
         import torch
         import transformers
         import peft
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoConfig, AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList
+        from peft import LoraConfig, get_peft_model  # noqa: F401 (checked here, used in ref_common)
+        from transformers import AutoConfig, AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList  # noqa: F401
     except Exception as e:  # noqa: BLE001
         return fail(f"import torch/transformers/peft failed: {e}")
 
     load_before = loadavg()
-    torch.set_num_threads(args.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    torch.manual_seed(0)
+    rc.set_cpu_threads(args.threads)
     transformers.logging.set_verbosity_error()
     spec = json.load(open(args.configs))
 
@@ -84,18 +72,9 @@ def main() -> int:
             name = c["name"]
             if args.only and args.only != name:
                 continue
-            hf = dict(c["hf_config"])
-            model_type = hf.pop("model_type")
-            hf.pop("architectures", None)
-            cfg = AutoConfig.for_model(model_type, **hf)
+            cfg = rc.hf_config(c)
             t = time.perf_counter()
-            model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=torch.float32)
-            ra = c["reference_adapter"]
-            lcfg = LoraConfig(
-                r=ra["rank"], lora_alpha=ra["alpha"], target_modules=list(ra["targets"]),
-                lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-            )
-            model = get_peft_model(model, lcfg)
+            model = rc.peft_model(cfg, c["reference_adapter"])
             with torch.no_grad():
                 for n_, p in model.named_parameters():
                     if "lora_B" in n_:
@@ -166,10 +145,7 @@ def main() -> int:
 
     with open(args.out, "w") as f:
         json.dump({
-            "available": True,
-            "torch_version": torch.__version__,
-            "transformers_version": transformers.__version__,
-            "peft_version": peft.__version__,
+            **rc.versions(torch, transformers, peft),
             "threads": torch.get_num_threads(),
             "attn_implementation": "sdpa",
             "lora": {"rank": 16, "alpha": 32, "targets": "all 7 projections", "merged": False, "b_init_std": 0.02},

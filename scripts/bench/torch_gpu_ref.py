@@ -28,6 +28,8 @@ import sys
 import time
 import traceback
 
+import ref_common as rc
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -36,10 +38,7 @@ def main() -> int:
     args = ap.parse_args()
 
     def fail(reason: str) -> int:
-        with open(args.out, "w") as f:
-            json.dump({"available": False, "reason": reason}, f)
-        print(f"torch GPU reference unavailable: {reason}", file=sys.stderr)
-        return 0
+        return rc.fail(args.out, "torch GPU reference", reason)
 
     try:
         import torch
@@ -95,8 +94,8 @@ def main() -> int:
     try:
         import transformers
         import peft
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from peft import LoraConfig, get_peft_model  # noqa: F401 (checked here, used in ref_common)
+        from transformers import AutoConfig, AutoModelForCausalLM  # noqa: F401
     except Exception as e:  # noqa: BLE001
         return fail(f"import transformers/peft failed: {e}")
 
@@ -104,57 +103,22 @@ def main() -> int:
     try:
         for c in spec["configs"]:
             name = c["name"]
-            hf = dict(c["hf_config"])
-            model_type = hf.pop("model_type")
-            hf.pop("architectures", None)
-            cfg = AutoConfig.for_model(model_type, **hf)
+            cfg = rc.hf_config(c)
             t = time.perf_counter()
-            model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=torch.float32).to(dev)
             ra = c["reference_adapter"]
-            lcfg = LoraConfig(r=ra["rank"], lora_alpha=ra["alpha"], target_modules=list(ra["targets"]),
-                              lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
-            model = get_peft_model(model, lcfg)
-            model.train()
-            params = [p for p in model.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=lr)
+            model = rc.peft_model(cfg, ra, device=dev)
+            params, opt, ids, n = rc.train_setup(model, cfg, c, lr, device=dev)
             B, L = c["seqs"], c["seq_len"]
-            n = B * L
-            gen = torch.Generator().manual_seed(1)
-            ids = torch.randint(0, cfg.vocab_size, (B, L), generator=gen).to(dev)
             print(f"torch {name}: built in {time.perf_counter() - t:.1f}s ({B}x{L} tokens, cuda)", flush=True)
 
             def it():
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                logits = model(input_ids=ids, use_cache=False).logits
-                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-                loss = -logp.sum() / n
-                torch.cuda.synchronize()
-                t1 = time.perf_counter()
-                loss.backward()
-                torch.cuda.synchronize()
-                t2 = time.perf_counter()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                torch.cuda.synchronize()
-                t3 = time.perf_counter()
-                return [t1 - t0, t2 - t1, t3 - t2]
+                return rc.train_step(model, opt, ids, n, sync=torch.cuda.synchronize)
 
             for _ in range(max(1, c["warmup"])):
                 it()
             times = [it() for _ in range(c["reps"])]
-            med = lambda i: statistics.median(x[i] for x in times)  # noqa: E731
-            total = statistics.median(sum(x) for x in times)
-            fb = statistics.median(x[0] + x[1] for x in times)
-            results[name] = {
-                "adapter": {"rank": ra["rank"], "alpha": ra["alpha"], "targets": ra["targets"]},
-                "median_s": {"forward": med(0), "backward": med(1), "step": med(2), "forward_backward": fb, "total": total},
-                "all_total_s": [sum(x) for x in times],
-                "tokens_per_s": round(n / total, 1),
-                "fwd_bwd_tokens_per_s": round(n / fb, 1),
-            }
-            print(f"  => torch+peft {name}: {n / total:.0f} tok/s on cuda", flush=True)
+            results[name] = rc.train_summary(times, ra, n)
+            print(f"  => torch+peft {name}: {n / results[name]['median_s']['total']:.0f} tok/s on cuda", flush=True)
             del model, opt, params
             torch.cuda.empty_cache()
     except Exception as e:  # noqa: BLE001
@@ -163,10 +127,7 @@ def main() -> int:
 
     with open(args.out, "w") as f:
         json.dump({
-            "available": True,
-            "torch_version": torch.__version__,
-            "transformers_version": transformers.__version__,
-            "peft_version": peft.__version__,
+            **rc.versions(torch, transformers, peft),
             "cuda_device": torch.cuda.get_device_name(0),
             "cuda_version": torch.version.cuda,
             "allow_tf32": torch.backends.cuda.matmul.allow_tf32,

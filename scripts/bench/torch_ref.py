@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 import traceback
+
+import ref_common as rc
 
 
 def main() -> int:
@@ -34,67 +35,35 @@ def main() -> int:
     args = ap.parse_args()
 
     def fail(reason: str) -> int:
-        with open(args.out, "w") as f:
-            json.dump({"available": False, "reason": reason}, f)
-        print(f"torch reference unavailable: {reason}", file=sys.stderr)
-        return 0
+        return rc.fail(args.out, "torch reference", reason)
 
     try:
         import torch
         import transformers
         import peft
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from peft import LoraConfig, get_peft_model  # noqa: F401 (checked here, used in ref_common)
+        from transformers import AutoConfig, AutoModelForCausalLM  # noqa: F401
     except Exception as e:  # noqa: BLE001
         return fail(f"import torch/transformers/peft failed: {e}")
 
-    torch.set_num_threads(args.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    torch.manual_seed(0)
+    rc.set_cpu_threads(args.threads)
     spec = json.load(open(args.configs))
     lr = spec.get("lr", 1e-4)
     results = {}
     try:
         for c in spec["configs"]:
             name = c["name"]
-            hf = dict(c["hf_config"])
-            model_type = hf.pop("model_type")
-            hf.pop("architectures", None)
-            cfg = AutoConfig.for_model(model_type, **hf)
+            cfg = rc.hf_config(c)
             t = time.perf_counter()
-            model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=torch.float32)
             ra = c["reference_adapter"]
-            lcfg = LoraConfig(
-                r=ra["rank"], lora_alpha=ra["alpha"], target_modules=list(ra["targets"]),
-                lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-            )
-            model = get_peft_model(model, lcfg)
-            model.train()
-            params = [p for p in model.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=lr)
+            model = rc.peft_model(cfg, ra)
+            params, opt, ids, n = rc.train_setup(model, cfg, c, lr)
             B, L = c["seqs"], c["seq_len"]
-            n = B * L
-            g = torch.Generator().manual_seed(1)
-            ids = torch.randint(0, cfg.vocab_size, (B, L), generator=g)
             print(f"torch {name}: built in {time.perf_counter() - t:.1f}s "
                   f"({sum(p.numel() for p in params)} LoRA params, {B}x{L} tokens)", flush=True)
 
             def it():
-                t0 = time.perf_counter()
-                logits = model(input_ids=ids, use_cache=False).logits
-                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-                loss = -logp.sum() / n
-                t1 = time.perf_counter()
-                loss.backward()
-                t2 = time.perf_counter()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                t3 = time.perf_counter()
-                return [t1 - t0, t2 - t1, t3 - t2]
+                return rc.train_step(model, opt, ids, n)
 
             for _ in range(c["warmup"]):
                 w = it()
@@ -104,17 +73,8 @@ def main() -> int:
                 x = it()
                 times.append(x)
                 print(f"  torch rep {r}: fwd {x[0]:.3f} bwd {x[1]:.3f} step {x[2]:.3f} = {sum(x):.3f}s", flush=True)
-            med = lambda i: statistics.median(t[i] for t in times)  # noqa: E731
-            total = statistics.median(sum(t) for t in times)
-            fb = statistics.median(t[0] + t[1] for t in times)
-            results[name] = {
-                "adapter": {"rank": ra["rank"], "alpha": ra["alpha"], "targets": ra["targets"]},
-                "median_s": {"forward": med(0), "backward": med(1), "step": med(2), "forward_backward": fb, "total": total},
-                "all_total_s": [sum(t) for t in times],
-                "tokens_per_s": round(n / total, 1),
-                "fwd_bwd_tokens_per_s": round(n / fb, 1),
-            }
-            print(f"  => torch {name}: {n / total:.0f} tok/s", flush=True)
+            results[name] = rc.train_summary(times, ra, n)
+            print(f"  => torch {name}: {n / results[name]['median_s']['total']:.0f} tok/s", flush=True)
             del model, opt, params
     except Exception as e:  # noqa: BLE001
         traceback.print_exc()
@@ -122,10 +82,7 @@ def main() -> int:
 
     with open(args.out, "w") as f:
         json.dump({
-            "available": True,
-            "torch_version": torch.__version__,
-            "transformers_version": transformers.__version__,
-            "peft_version": peft.__version__,
+            **rc.versions(torch, transformers, peft),
             "threads": torch.get_num_threads(),
             "attn_implementation": "sdpa",
             "note": "one rank-16 peft LoRA on all 7 projections over every token (torch cannot route per token); "

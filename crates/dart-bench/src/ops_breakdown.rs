@@ -2,7 +2,7 @@
 //! a model's shapes (same pool and thread count), scaled by how often one
 //! iteration calls them. An estimate (no LoRA, no buffer traffic between
 //! ops), to compare with the measured forward/backward medians.
-use crate::{median, round, Rng};
+use dart_bench::common::{median, round, Rng};
 use dart_core::ops::attention::{attention_backward, attention_forward, AttnShape};
 use dart_core::ops::logprob::{logprob_backward, logprob_forward};
 use dart_core::ops::matmul::matmul;

@@ -20,19 +20,15 @@
 //! SmolLM2-135M-shape model would take minutes: they run only on a real GPU or
 //! with DART_BENCH_FULL=1, else they are recorded as skipped with the reason.
 //! DART_WGPU_ADAPTER pins the adapter (substring of its name).
+use dart_bench::common::{
+    cpu_model, git_info, load_reference, loadavg, median, model_shapes, nproc, os, round, sh, toolchain, train_config_json, transformer_gemm_shapes,
+    utc_now, write_result, Rng, TrainBatch, ALPHA_PER_RANK, DART_RANK, SPAN_MAX, SPAN_MIN, TARGETS,
+};
 use dart_core::gpu::{GpuContext, GpuOps, GpuTensor, GEMM_TILE};
 use dart_core::ops::matmul::matmul;
-use dart_core::{AdamW, AdapterSpec, BackendKind, Engine, EngineOptions, ModelConfig, StepOptions};
+use dart_core::{AdapterSpec, BackendKind, Engine, EngineOptions, ModelConfig};
 use serde_json::{json, Value};
-use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-const DART_RANK: usize = 8;
-const REF_RANK: usize = 16;
-const ALPHA_PER_RANK: f64 = 2.0;
-const SPAN_MIN: usize = 8;
-const SPAN_MAX: usize = 48;
+use std::time::Instant;
 /// Issue 3 target: our wgpu GEMM / torch fp32 GEMM at 4096^3 on the same card.
 const GEMM_4096_TARGET: f64 = 0.5;
 /// On a Cpu-type adapter, stop timing a model after this many seconds (at least `MIN_REPS_SLOW` reps).
@@ -65,37 +61,10 @@ struct BenchConfig {
 /// The model configs of engine-cpu.json (crates/dart-bench/src/main.rs), same batches.
 fn bench_configs(quick: bool) -> Vec<BenchConfig> {
     let r = |n: usize| if quick { 1 } else { n };
+    let [qwen, smol] = model_shapes();
     vec![
-        BenchConfig {
-            name: "qwen2-4L-d256",
-            hf: json!({
-                "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
-                "vocab_size": 8192, "hidden_size": 256, "intermediate_size": 1024,
-                "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
-                "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": true,
-                "max_position_embeddings": 2048, "hidden_act": "silu"
-            }),
-            seqs: 4,
-            seq_len: 128,
-            warmup: 1,
-            reps: r(30),
-            gpu_only: false,
-        },
-        BenchConfig {
-            name: "smollm2-135m-shape",
-            hf: json!({
-                "model_type": "llama", "architectures": ["LlamaForCausalLM"],
-                "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
-                "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
-                "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": true,
-                "attention_bias": false, "max_position_embeddings": 8192, "hidden_act": "silu"
-            }),
-            seqs: 2,
-            seq_len: 128,
-            warmup: 1,
-            reps: r(15),
-            gpu_only: true,
-        },
+        BenchConfig { name: qwen.name, hf: qwen.hf, seqs: 4, seq_len: 128, warmup: 1, reps: r(30), gpu_only: false },
+        BenchConfig { name: smol.name, hf: smol.hf, seqs: 2, seq_len: 128, warmup: 1, reps: r(15), gpu_only: true },
     ]
 }
 
@@ -111,16 +80,8 @@ struct GemmCase {
 
 /// The gemm section of engine-cpu.json, plus 4096^3.
 fn gemm_cases() -> Vec<GemmCase> {
-    let mut v = Vec::new();
-    let c = |name: String, m, n, k, tb| GemmCase { name, m, n, k, tb, gpu_only: false };
-    for (d, f, t) in [(256usize, 1024usize, 512usize), (576, 1536, 256)] {
-        v.push(c(format!("d{d} qo: tokens x hidden x hidden"), t, d, d, true));
-        v.push(c(format!("d{d} gate/up: tokens x 4h x hidden"), t, f, d, true));
-        v.push(c(format!("d{d} down: tokens x hidden x 4h"), t, d, f, true));
-        v.push(c(format!("d{d} down dx (backward): tokens x 4h x hidden"), t, f, d, false));
-    }
-    v.push(c("lm head 512 x 49152 x 576".into(), 512, 49152, 576, true));
-    v.push(c("lm head dx (backward) 512 x 576 x 49152".into(), 512, 576, 49152, false));
+    let mut v: Vec<GemmCase> =
+        transformer_gemm_shapes().into_iter().map(|s| GemmCase { name: s.name, m: s.m, n: s.n, k: s.k, tb: s.tb, gpu_only: false }).collect();
     v.push(GemmCase { name: "square 4096 x 4096 x 4096".into(), m: 4096, n: 4096, k: 4096, tb: false, gpu_only: true });
     v
 }
@@ -132,98 +93,12 @@ fn configs_json(quick: bool) -> Value {
         .collect();
     let models: Vec<Value> = bench_configs(quick)
         .iter()
-        .map(|c| {
-            json!({
-                "name": c.name, "hf_config": c.hf, "seqs": c.seqs, "seq_len": c.seq_len,
-                "warmup": c.warmup, "reps": c.reps,
-                "reference_adapter": {"rank": REF_RANK, "alpha": ALPHA_PER_RANK * REF_RANK as f64, "targets": TARGETS},
-            })
-        })
+        .map(|c| train_config_json(c.name, &c.hf, c.seqs, c.seq_len, c.warmup, c.reps))
         .collect();
     json!({ "gemm": gemm, "configs": models, "lr": 1e-4, "quick": quick })
 }
 
-// ---- helpers (as in src/main.rs) --------------------------------------------------
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let p = 10f64.powi(digits);
-    (x * p).round() / p
-}
-
-fn sh(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn loadavg() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.trim().to_string())
-}
-
-fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
-}
-
-fn git_info() -> Value {
-    let commit = sh("git", &["rev-parse", "HEAD"]);
-    let status = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    let dirty_files: Vec<String> = status
-        .as_deref()
-        .unwrap_or("")
-        .lines()
-        .map(|l| l.get(3..).unwrap_or(l).to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    json!({"commit": commit, "dirty": status.as_ref().map(|_| !dirty_files.is_empty()), "dirty_files": dirty_files})
-}
+// ---- helpers ----------------------------------------------------------------------
 
 /// NVIDIA card names, when nvidia-smi is there (the device a GPU run used).
 fn nvidia_smi() -> Option<String> {
@@ -360,11 +235,7 @@ fn bench_gemm(ops: &GpuOps, pool: &rayon::ThreadPool, c: &GemmCase, quick: bool,
 
 struct Case {
     engine: Engine<f32>,
-    tokens: Vec<i32>,
-    seq_lens: Vec<i32>,
-    routes: Vec<i32>,
-    dlogp: Vec<f32>,
-    step: StepOptions,
+    batch: TrainBatch,
     times: Vec<[f64; 3]>,
 }
 
@@ -377,37 +248,12 @@ impl Case {
             let spec = AdapterSpec::new(DART_RANK, ALPHA_PER_RANK * DART_RANK as f64, &TARGETS, 100 + i as u64).map_err(|e| format!("{e}"))?;
             engine.add_adapter(spec).map_err(|e| format!("{e}"))?;
         }
-        let mut rng = Rng(0xD1B54A32D192ED03);
-        let n = bc.seqs * bc.seq_len;
-        let tokens: Vec<i32> = (0..n).map(|_| rng.below(cfg.vocab_size) as i32).collect();
-        let seq_lens = vec![bc.seq_len as i32; bc.seqs];
-        let mut routes = Vec::with_capacity(n);
-        let mut span_rng = Rng(0x2545F4914F6CDD1D);
-        for s in 0..bc.seqs {
-            let mut slot = (s % 2) as i32;
-            let mut left = bc.seq_len;
-            while left > 0 {
-                let span = (SPAN_MIN + span_rng.below(SPAN_MAX - SPAN_MIN + 1)).min(left);
-                routes.extend(std::iter::repeat_n(slot, span));
-                slot ^= 1;
-                left -= span;
-            }
-        }
-        let dlogp = vec![-1.0 / n as f32; n];
-        let step = StepOptions { adamw: AdamW { lr: 1e-4, ..AdamW::default() }, slots: None };
-        Ok(Case { engine, tokens, seq_lens, routes, dlogp, step, times: Vec::new() })
+        let batch = TrainBatch::new(cfg.vocab_size, bc.seqs, bc.seq_len, true);
+        Ok(Case { engine, batch, times: Vec::new() })
     }
 
     fn iter(&mut self) -> [f64; 3] {
-        let t0 = Instant::now();
-        let lp = self.engine.forward(&self.tokens, &self.seq_lens, &self.routes).expect("forward");
-        let t1 = Instant::now();
-        std::hint::black_box(&lp);
-        self.engine.backward(&self.dlogp).expect("backward");
-        let t2 = Instant::now();
-        self.engine.step(&self.step).expect("step");
-        let t3 = Instant::now();
-        [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64()]
+        self.batch.iter(&mut self.engine)
     }
 
     fn summary(&self, n_tokens: usize) -> Value {
@@ -540,19 +386,11 @@ fn main() {
         "configs" => println!("{}", serde_json::to_string_pretty(&configs_json(quick)).unwrap()),
         "run" => {
             let out = opt("--out").unwrap_or_else(|| usage());
-            let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let nproc = nproc();
             let threads: usize = opt("--threads").map(|t| t.parse().unwrap_or_else(|_| usage())).unwrap_or(0);
             let threads = if threads == 0 { nproc } else { threads };
             let full = std::env::var("DART_BENCH_FULL").is_ok_and(|v| v == "1");
-            let (torch, torch_reason): (Option<Value>, Option<String>) = if let Some(p) = opt("--torch-json") {
-                match std::fs::read_to_string(&p).ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()) {
-                    Some(v) if v.get("available").and_then(|a| a.as_bool()) == Some(true) => (Some(v), None),
-                    Some(v) => (None, Some(v.get("reason").and_then(|r| r.as_str()).unwrap_or("torch GPU reference failed").to_string())),
-                    None => (None, Some(format!("could not read the torch GPU reference output {p}"))),
-                }
-            } else {
-                (None, Some(opt("--torch-null").unwrap_or_else(|| "torch GPU reference not run".into())))
-            };
+            let (torch, torch_reason) = load_reference(opt("--torch-json"), || opt("--torch-null"), "torch GPU");
             let load_before = loadavg();
             let started = Instant::now();
             let cpu = cpu_model();
@@ -563,7 +401,7 @@ fn main() {
                     eprintln!("engine_wgpu: no wgpu adapter: {e}");
                     let result = json!({
                         "schema": 1, "benchmark": "dart-rl engine-wgpu", "date": utc_now(), "quick": quick,
-                        "machine": {"cpu_model": cpu, "nproc": nproc, "threads_used": threads, "os": sh("uname", &["-srm"]), "gpu": nvidia_smi(), "loadavg_before": load_before},
+                        "machine": {"cpu_model": cpu, "nproc": nproc, "threads_used": threads, "os": os(), "gpu": nvidia_smi(), "loadavg_before": load_before},
                         "git": git_info(),
                         "adapter": Value::Null, "adapter_error": format!("{e}"),
                         "gemm": [], "models": [],
@@ -571,10 +409,7 @@ fn main() {
                         "gpu_run": Value::Null, "gpu_run_null_reason": format!("no wgpu adapter could be opened: {e}"),
                         "gpu_run_howto": GPU_HOWTO,
                     });
-                    if let Some(dir) = std::path::Path::new(&out).parent() {
-                        let _ = std::fs::create_dir_all(dir);
-                    }
-                    std::fs::write(&out, serde_json::to_string_pretty(&result).unwrap() + "\n").expect("write result");
+                    write_result(&out, &result);
                     println!("wrote {out} (no adapter)");
                     return;
                 }
@@ -645,13 +480,13 @@ fn main() {
                     "cpu_model": cpu,
                     "nproc": nproc,
                     "threads_used": threads,
-                    "os": sh("uname", &["-srm"]),
+                    "os": os(),
                     "gpu": nvidia_smi(),
                     "loadavg_before": load_before,
                     "loadavg_after": loadavg(),
                 },
                 "git": git_info(),
-                "toolchain": {"rustc": sh("rustc", &["--version"]), "profile": if cfg!(debug_assertions) { "debug" } else { "release" }},
+                "toolchain": toolchain(),
                 "adapter": {
                     "name": adapter.name,
                     "type": adapter.device_type,
@@ -679,10 +514,7 @@ fn main() {
                 "gpu_run_howto": GPU_HOWTO,
                 "wall_s": round(started.elapsed().as_secs_f64(), 1),
             });
-            if let Some(dir) = std::path::Path::new(&out).parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            std::fs::write(&out, serde_json::to_string_pretty(&result).unwrap() + "\n").expect("write result");
+            write_result(&out, &result);
             println!("wrote {out} in {:.0}s", started.elapsed().as_secs_f64());
         }
         _ => usage(),

@@ -16,22 +16,22 @@
 //! Greedy (temperature 0), no eos, role tags that random models do not write,
 //! so every sequence runs to its budget.
 //! See scripts/bench/run.sh (`pnpm bench`).
+use dart_bench::common::{
+    cpu_model, git_info, load_reference, loadavg, median, model_shapes, nproc, os, reference_adapter_json, round, toolchain, utc_now, write_result, Rng,
+    ALPHA_PER_RANK, DART_RANK, TARGETS,
+};
 use dart_core::generate::{GenPlan, SampleOptions, Session};
 use dart_core::ops::matmul::matmul;
 use dart_core::roles::RoleRules;
 use dart_core::{AdapterSpec, Engine, EngineOptions, ModelConfig};
 use serde_json::{json, Value};
-use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-const DART_RANK: usize = 8;
-const ALPHA_PER_RANK: f64 = 2.0;
 const B_INIT_STD: f64 = 0.02;
-/// The transformers reference attaches one unmerged peft LoRA of this rank
-/// on every token (torch cannot route per token); each of our tokens goes
-/// through one rank-8 slot, so the reference does at least as much LoRA work.
-const REF_RANK: usize = 16;
+// The transformers reference attaches one unmerged peft LoRA of REF_RANK
+// (dart_bench::common) on every token (torch cannot route per token); each of
+// our tokens goes through one rank-8 slot, so the reference does at least as
+// much LoRA work.
 /// Routes per role (P, R, A, O): prompt rows on slot 1, reasoning (every
 /// decoded token here) on slot 0, tool calls on slot 1.
 const PLAN_ROUTES: [i32; 4] = [1, 0, 1, 1];
@@ -52,29 +52,18 @@ struct GenConfig {
 }
 
 fn gen_configs(quick: bool) -> Vec<GenConfig> {
+    let [qwen, smol] = model_shapes();
     vec![
         GenConfig {
-            name: "qwen2-4L-d256",
-            hf: json!({
-                "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
-                "vocab_size": 8192, "hidden_size": 256, "intermediate_size": 1024,
-                "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
-                "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": true,
-                "max_position_embeddings": 2048, "hidden_act": "silu"
-            }),
+            name: qwen.name,
+            hf: qwen.hf,
             max_new_tokens: if quick { 8 } else { 64 },
             min_time: if quick { 0.0 } else { 1.5 },
             max_reps: if quick { 1 } else { 5 },
         },
         GenConfig {
-            name: "smollm2-135m-shape",
-            hf: json!({
-                "model_type": "llama", "architectures": ["LlamaForCausalLM"],
-                "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
-                "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
-                "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": true,
-                "attention_bias": false, "max_position_embeddings": 8192, "hidden_act": "silu"
-            }),
+            name: smol.name,
+            hf: smol.hf,
             max_new_tokens: if quick { 4 } else { 32 },
             min_time: if quick { 0.0 } else { 1.5 },
             max_reps: if quick { 1 } else { 3 },
@@ -90,88 +79,11 @@ fn configs_json(quick: bool) -> Value {
                 "name": c.name, "hf_config": c.hf, "batches": BATCHES, "prompt_len": PROMPT_LEN,
                 "max_new_tokens": c.max_new_tokens, "min_time": c.min_time, "max_reps": c.max_reps,
                 "prefill": {"batch": PREFILL_BATCH, "prompt_len": PREFILL_LEN},
-                "reference_adapter": {"rank": REF_RANK, "alpha": ALPHA_PER_RANK * REF_RANK as f64, "targets": TARGETS},
+                "reference_adapter": reference_adapter_json(),
             })
         })
         .collect();
     json!({ "configs": cfgs })
-}
-
-// ---- helpers (same as src/main.rs) ------------------------------------------
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let p = 10f64.powi(digits);
-    (x * p).round() / p
-}
-
-fn sh(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn loadavg() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.trim().to_string())
-}
-
-fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
-}
-
-fn git_info() -> Value {
-    let commit = sh("git", &["rev-parse", "HEAD"]);
-    let status = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    let dirty_files: Vec<String> =
-        status.as_deref().unwrap_or("").lines().map(|l| l.get(3..).unwrap_or(l).to_string()).filter(|l| !l.is_empty()).collect();
-    json!({ "commit": commit, "dirty": status.as_ref().map(|_| !dirty_files.is_empty()), "dirty_files": dirty_files })
 }
 
 // ---- the benchmark ----------------------------------------------------------
@@ -380,18 +292,10 @@ fn main() {
         "configs" => println!("{}", serde_json::to_string_pretty(&configs_json(quick)).unwrap()),
         "run" => {
             let out = opt("--out").unwrap_or_else(|| usage());
-            let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let nproc = nproc();
             let threads: usize = opt("--threads").map(|t| t.parse().unwrap_or_else(|_| usage())).unwrap_or(0);
             let threads = if threads == 0 { nproc } else { threads };
-            let (torch, torch_reason): (Option<Value>, Option<String>) = if let Some(p) = opt("--torch-json") {
-                match std::fs::read_to_string(&p).ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()) {
-                    Some(v) if v.get("available").and_then(|a| a.as_bool()) == Some(true) => (Some(v), None),
-                    Some(v) => (None, Some(v.get("reason").and_then(|r| r.as_str()).unwrap_or("transformers reference failed").to_string())),
-                    None => (None, Some(format!("could not read the transformers reference output {p}"))),
-                }
-            } else {
-                (None, Some(opt("--torch-null").unwrap_or_else(|| "transformers reference not run".into())))
-            };
+            let (torch, torch_reason) = load_reference(opt("--torch-json"), || opt("--torch-null"), "transformers");
             // The reference ran first (in its own process): its load average
             // readings come with it.
             let load_before = loadavg();
@@ -415,14 +319,14 @@ fn main() {
                     "cpu_model": cpu,
                     "nproc": nproc,
                     "threads_used": threads,
-                    "os": sh("uname", &["-srm"]),
+                    "os": os(),
                     "loadavg_before": load_before,
                     "loadavg_after": loadavg(),
                     "transformers_loadavg_before": torch.as_ref().and_then(|t| t.get("loadavg_before")).cloned(),
                     "transformers_loadavg_after": torch.as_ref().and_then(|t| t.get("loadavg_after")).cloned(),
                 },
                 "git": git_info(),
-                "toolchain": {"rustc": sh("rustc", &["--version"]), "profile": if cfg!(debug_assertions) { "debug" } else { "release" }},
+                "toolchain": toolchain(),
                 "dtype": "f32",
                 "setup": {
                     "weights": "random (Engine::random seed 1234)",
@@ -449,10 +353,7 @@ fn main() {
                 "transformers_null_reason": torch_reason,
                 "wall_s": round(started.elapsed().as_secs_f64(), 1),
             });
-            if let Some(dir) = std::path::Path::new(&out).parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            std::fs::write(&out, serde_json::to_string_pretty(&result).unwrap() + "\n").expect("write result");
+            write_result(&out, &result);
             println!(
                 "ratio_vs_transformers at batch 16 (worst over models): {} (target >= {TARGET_RATIO_B16}); wrote {out} in {:.0}s",
                 if b16.is_empty() { "n/a".to_string() } else { format!("{worst_b16:.2}") },
