@@ -277,3 +277,34 @@ pub fn write_result(out: &str, result: &Value) {
     }
     std::fs::write(out, serde_json::to_string_pretty(result).unwrap() + "\n").expect("write result");
 }
+
+/// The command line shared by the bench binaries: `<cmd> [--flag] [--opt VALUE]`.
+/// A missing or malformed value calls `usage` (which exits).
+pub struct Args {
+    args: Vec<String>,
+    usage: fn() -> !,
+}
+
+impl Args {
+    pub fn from_env(usage: fn() -> !) -> Self {
+        Args { args: std::env::args().skip(1).collect(), usage }
+    }
+    pub fn command(&self) -> String {
+        self.args.first().cloned().unwrap_or_else(|| (self.usage)())
+    }
+    pub fn flag(&self, name: &str) -> bool {
+        self.args.iter().any(|a| a == name)
+    }
+    pub fn opt(&self, name: &str) -> Option<String> {
+        self.args.iter().position(|a| a == name).map(|i| self.args.get(i + 1).cloned().unwrap_or_else(|| (self.usage)()))
+    }
+    /// `--threads N`, where absent or 0 means every core.
+    pub fn threads(&self) -> usize {
+        let t: usize = self.opt("--threads").map(|t| t.parse().unwrap_or_else(|_| (self.usage)())).unwrap_or(0);
+        if t == 0 {
+            nproc()
+        } else {
+            t
+        }
+    }
+}

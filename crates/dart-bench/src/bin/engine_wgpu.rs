@@ -21,6 +21,7 @@
 //! with DART_BENCH_FULL=1, else they are recorded as skipped with the reason.
 //! DART_WGPU_ADAPTER pins the adapter (substring of its name).
 use dart_bench::common::{
+    Args,
     cpu_model, git_info, load_reference, loadavg, median, model_shapes, nproc, os, round, sh, toolchain, train_config_json, transformer_gemm_shapes,
     utc_now, write_result, Rng, TrainBatch, ALPHA_PER_RANK, DART_RANK, SPAN_MAX, SPAN_MIN, TARGETS,
 };
@@ -377,18 +378,17 @@ fn usage() -> ! {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first().cloned() else { usage() };
-    let flag = |name: &str| args.iter().any(|a| a == name);
-    let opt = |name: &str| args.iter().position(|a| a == name).map(|i| args.get(i + 1).cloned().unwrap_or_else(|| usage()));
+    let args = Args::from_env(usage);
+    let cmd = args.command();
+    let flag = |name: &str| args.flag(name);
+    let opt = |name: &str| args.opt(name);
     let quick = flag("--quick");
     match cmd.as_str() {
         "configs" => println!("{}", serde_json::to_string_pretty(&configs_json(quick)).unwrap()),
         "run" => {
             let out = opt("--out").unwrap_or_else(|| usage());
             let nproc = nproc();
-            let threads: usize = opt("--threads").map(|t| t.parse().unwrap_or_else(|_| usage())).unwrap_or(0);
-            let threads = if threads == 0 { nproc } else { threads };
+            let threads = args.threads();
             let full = std::env::var("DART_BENCH_FULL").is_ok_and(|v| v == "1");
             let (torch, torch_reason) = load_reference(opt("--torch-json"), || opt("--torch-null"), "torch GPU");
             let load_before = loadavg();

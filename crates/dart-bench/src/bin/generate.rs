@@ -17,6 +17,7 @@
 //! so every sequence runs to its budget.
 //! See scripts/bench/run.sh (`pnpm bench`).
 use dart_bench::common::{
+    Args,
     cpu_model, git_info, load_reference, loadavg, median, model_shapes, nproc, os, reference_adapter_json, round, toolchain, utc_now, write_result, Rng,
     ALPHA_PER_RANK, DART_RANK, TARGETS,
 };
@@ -283,18 +284,17 @@ fn usage() -> ! {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first().cloned() else { usage() };
-    let flag = |name: &str| args.iter().any(|a| a == name);
-    let opt = |name: &str| args.iter().position(|a| a == name).map(|i| args.get(i + 1).cloned().unwrap_or_else(|| usage()));
+    let args = Args::from_env(usage);
+    let cmd = args.command();
+    let flag = |name: &str| args.flag(name);
+    let opt = |name: &str| args.opt(name);
     let quick = flag("--quick");
     match cmd.as_str() {
         "configs" => println!("{}", serde_json::to_string_pretty(&configs_json(quick)).unwrap()),
         "run" => {
             let out = opt("--out").unwrap_or_else(|| usage());
             let nproc = nproc();
-            let threads: usize = opt("--threads").map(|t| t.parse().unwrap_or_else(|_| usage())).unwrap_or(0);
-            let threads = if threads == 0 { nproc } else { threads };
+            let threads = args.threads();
             let (torch, torch_reason) = load_reference(opt("--torch-json"), || opt("--torch-null"), "transformers");
             // The reference ran first (in its own process): its load average
             // readings come with it.
