@@ -2,8 +2,15 @@
 //! adapter choice (pinned by `DART_WGPU_ADAPTER`), the device with the
 //! adapter's real limits, a size-class buffer pool, pipelines compiled once,
 //! and a command encoder that batches every dispatch until a read-back.
+//!
+//! Once warm, a training step or a decode step creates no device buffer:
+//! activations and scratch come from the pool, index tensors are rewritten
+//! in place (grow-only), the dispatches' parameter blocks live in one buffer
+//! written once per submitted batch, and read-backs reuse pooled staging
+//! buffers. `GpuContext::buffers_created` counts every buffer created.
 use crate::error::{DartError, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
@@ -130,6 +137,10 @@ impl GpuTensor {
     fn bytes(&self) -> u64 {
         (self.len * 4) as u64
     }
+    /// Elements the buffer of an unsplit tensor can hold (0 when split).
+    fn capacity(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| (b.size() / 4) as usize)
+    }
     /// Whether the tensor is stored as several row blocks.
     pub fn is_split(&self) -> bool {
         !self.parts.is_empty()
@@ -219,9 +230,27 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
-/// Flush the batched commands after this many dispatches (bounds the memory
-/// held by per-dispatch parameter blocks).
+/// Submit the batched commands after this many (bounds the parameter
+/// blocks of a batch, see `PARAM_WORDS`).
 const MAX_BATCH: usize = 512;
+
+/// Parameter words a dispatch may pass (its block at binding 0).
+const PARAM_WORDS: usize = 16;
+
+/// The commands recorded since the last submit, and the parameter blocks of
+/// their dispatches (host copy; written into `GpuContext::params` right
+/// before the submit, so every dispatch of the batch reads its own block).
+#[derive(Default)]
+struct Batch {
+    enc: Option<wgpu::CommandEncoder>,
+    commands: usize,
+    /// Dispatches recorded (= parameter blocks used).
+    dispatches: usize,
+    params: Vec<u8>,
+}
+
+/// A compiled entry point and its bind group layout.
+type Pipeline = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
 
 /// A wgpu device ready for the engine's kernels.
 pub struct GpuContext {
@@ -239,8 +268,19 @@ pub struct GpuContext {
     pub split_bytes: u64,
     pool: Arc<Mutex<Pool>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
-    pending: Mutex<(Option<wgpu::CommandEncoder>, usize)>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Pipeline>>,
+    pending: Mutex<Batch>,
+    /// The parameter blocks of one batch: `MAX_BATCH` slots of `param_stride`
+    /// bytes (a multiple of the storage offset alignment), bound at binding 0
+    /// with the offset of the dispatch's slot and rewritten at each submit
+    /// (`queue.write_buffer` lands before the submitted commands and after
+    /// every earlier submission).
+    params: wgpu::Buffer,
+    param_stride: u64,
+    /// Free MAP_READ staging buffers of read-backs, by size class.
+    readback: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// Device buffers created so far (pool, uploads, staging, parameters).
+    created: AtomicUsize,
 }
 
 /// Environment variable that lowers the size beyond which weights are split
@@ -330,6 +370,14 @@ impl GpuContext {
         .map_err(|e| DartError::Io(format!("backend wgpu: adapter {:?} refused a device: {e}", info.name)))?;
         let binding_limit = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
         let split_bytes = split_override().map_or(binding_limit, |b| b.clamp(16, binding_limit));
+        let align = (limits.min_storage_buffer_offset_alignment as u64).max(4);
+        let param_stride = ((PARAM_WORDS * 4) as u64).next_multiple_of(align);
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dispatch parameters"),
+            size: param_stride * MAX_BATCH as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Ok(GpuContext {
             device,
             queue,
@@ -340,7 +388,11 @@ impl GpuContext {
             pool: Arc::new(Mutex::new(Pool::default())),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
-            pending: Mutex::new((None, 0)),
+            pending: Mutex::new(Batch::default()),
+            params,
+            param_stride,
+            readback: Mutex::new(HashMap::new()),
+            created: AtomicUsize::new(1),
         })
     }
 
@@ -348,6 +400,19 @@ impl GpuContext {
     pub fn pool_stats(&self) -> (usize, usize) {
         let p = self.pool.lock().unwrap();
         (p.allocated, p.reused)
+    }
+
+    /// Device buffers this context has created so far: pooled tensors,
+    /// uploads, read-back staging buffers and the parameter buffer. Once
+    /// warm, a training step (forward, backward, step) or a decode step of
+    /// shapes seen before adds none.
+    pub fn buffers_created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(desc)
     }
 
     /// An uninitialised pooled tensor of `len` elements (contents are
@@ -365,7 +430,7 @@ impl GpuContext {
                 None => {
                     p.allocated += 1;
                     drop(p);
-                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                    self.create_buffer(&wgpu::BufferDescriptor {
                         label: None,
                         size: class,
                         usage: STORAGE,
@@ -436,6 +501,7 @@ impl GpuContext {
     fn init(&self, bytes: &[u8], len: usize) -> GpuTensor {
         let mut data = bytes.to_vec();
         data.resize(data.len().max(16), 0);
+        self.created.fetch_add(1, Ordering::Relaxed);
         let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents: &data,
@@ -461,6 +527,28 @@ impl GpuContext {
     }
     pub fn upload_u32(&self, x: &[u32]) -> GpuTensor {
         self.init(bytemuck::cast_slice(x), x.len())
+    }
+
+    /// Makes `t` hold `len` 4-byte elements from `bytes`, reusing its buffer
+    /// when it is big enough (grow-only: a pooled buffer of the size class
+    /// otherwise). Flushes queued work first so the write lands after it.
+    fn rewrite(&self, t: &mut GpuTensor, bytes: &[u8], len: usize) {
+        if t.is_split() || t.capacity() < len.max(1) {
+            *t = self.alloc(len);
+        }
+        t.len = len;
+        if len > 0 {
+            self.flush();
+            self.queue.write_buffer(t.buffer(), 0, bytes);
+        }
+    }
+    /// Overwrites an index tensor in place (its length becomes `x.len()`),
+    /// creating no buffer when its capacity suffices.
+    pub fn write_i32(&self, t: &mut GpuTensor, x: &[i32]) {
+        self.rewrite(t, bytemuck::cast_slice(x), x.len());
+    }
+    pub fn write_u32(&self, t: &mut GpuTensor, x: &[u32]) {
+        self.rewrite(t, bytemuck::cast_slice(x), x.len());
     }
 
     /// Overwrites an existing tensor from the host (flushes queued work first
@@ -515,60 +603,86 @@ impl GpuContext {
         }
     }
 
-    /// Submits every batched command.
     /// Submits the batched commands. The lock is held through the submit:
     /// otherwise another thread could take a fresh encoder, record a read of
     /// our results and submit it before our batch, reading stale memory.
     pub fn flush(&self) {
         let mut p = self.pending.lock().unwrap();
-        p.1 = 0;
-        if let Some(enc) = p.0.take() {
+        self.submit_locked(&mut p);
+    }
+
+    /// Submits a batch (with the `pending` lock held): its parameter blocks
+    /// go into the parameter buffer first (the write lands before the
+    /// batch's commands and after those of every earlier submit).
+    fn submit_locked(&self, p: &mut Batch) {
+        if !p.params.is_empty() {
+            self.queue.write_buffer(&self.params, 0, &p.params);
+            p.params.clear();
+        }
+        p.commands = 0;
+        p.dispatches = 0;
+        if let Some(enc) = p.enc.take() {
             self.queue.submit([enc.finish()]);
         }
     }
 
+    /// A MAP_READ staging buffer of at least `bytes` (pooled by size class).
+    fn staging(&self, bytes: u64) -> wgpu::Buffer {
+        let class = bytes.max(256).next_power_of_two().min(self.limits.max_buffer_size.max(bytes)).next_multiple_of(4);
+        if let Some(b) = self.readback.lock().unwrap().get_mut(&class).and_then(|v| v.pop()) {
+            return b;
+        }
+        self.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: class,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
     /// Reads tensors back: one submit, one wait, for all of them.
     pub fn download_many(&self, ts: &[&GpuTensor]) -> Vec<Vec<f32>> {
-        // One staging buffer per device buffer (per block of a split tensor).
-        let stagings: Vec<Vec<wgpu::Buffer>> = ts
+        // One staging buffer (pooled) per device buffer (per block of a
+        // split tensor), with the bytes it receives.
+        let stagings: Vec<Vec<(wgpu::Buffer, u64)>> = ts
             .iter()
             .map(|t| {
                 t.blocks()
                     .into_iter()
                     .filter(|(_, p)| p.len > 0)
                     .map(|(_, p)| {
-                        let s = self.device.create_buffer(&wgpu::BufferDescriptor {
-                            label: Some("readback"),
-                            size: p.bytes(),
-                            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                            mapped_at_creation: false,
-                        });
+                        let s = self.staging(p.bytes());
                         self.with_encoder(|enc| enc.copy_buffer_to_buffer(p.buffer(), 0, &s, 0, p.bytes()));
-                        s
+                        (s, p.bytes())
                     })
                     .collect()
             })
             .collect();
         self.flush();
-        for s in stagings.iter().flatten() {
-            s.map_async(wgpu::MapMode::Read, .., |r| r.expect("map readback buffer"));
+        for (s, n) in stagings.iter().flatten() {
+            s.map_async(wgpu::MapMode::Read, 0..*n, |r| r.expect("map readback buffer"));
         }
         self.device.poll(wgpu::PollType::wait_indefinitely()).expect("device poll");
-        stagings
-            .into_iter()
+        let out = stagings
+            .iter()
             .zip(ts)
             .map(|(ss, t)| {
                 let mut v = Vec::with_capacity(t.len);
-                for s in ss {
+                for (s, n) in ss {
                     {
-                        let view = s.get_mapped_range(..).expect("mapped range");
+                        let view = s.get_mapped_range(0..*n).expect("mapped range");
                         v.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&view));
                     }
                     s.unmap();
                 }
                 v
             })
-            .collect()
+            .collect();
+        let mut free = self.readback.lock().unwrap();
+        for (s, _) in stagings.into_iter().flatten() {
+            free.entry(s.size()).or_default().push(s);
+        }
+        out
     }
 
     pub fn download(&self, t: &GpuTensor) -> Vec<f32> {
@@ -579,21 +693,25 @@ impl GpuContext {
         self.download(t).into_iter().map(f32::to_bits).map(|b| b as i32).collect()
     }
 
+    /// Records a command into the batch; a full batch is submitted before
+    /// the lock is released (so a batch never holds more than `MAX_BATCH`
+    /// commands, nor more dispatches than the parameter buffer has slots).
     fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
-        let full = {
-            let mut p = self.pending.lock().unwrap();
-            let enc = p.0.get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
-            let r = f(enc);
-            p.1 += 1;
-            (r, p.1 >= MAX_BATCH)
-        };
-        if full.1 {
-            self.flush();
-        }
-        full.0
+        let mut p = self.pending.lock().unwrap();
+        self.record_locked(&mut p, f)
     }
 
-    fn pipeline(&self, file: &'static str, src: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
+    fn record_locked<R>(&self, p: &mut Batch, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let enc = p.enc.get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
+        let r = f(enc);
+        p.commands += 1;
+        if p.commands >= MAX_BATCH {
+            self.submit_locked(p);
+        }
+        r
+    }
+
+    fn pipeline(&self, file: &'static str, src: &'static str, entry: &'static str) -> Pipeline {
         if let Some(p) = self.pipelines.lock().unwrap().get(&(file, entry)) {
             return p.clone();
         }
@@ -617,26 +735,38 @@ impl GpuContext {
             compilation_options: Default::default(),
             cache: None,
         });
-        self.pipelines.lock().unwrap().insert((file, entry), p.clone());
-        p
+        let layout = p.get_bind_group_layout(0);
+        self.pipelines.lock().unwrap().insert((file, entry), (p.clone(), layout.clone()));
+        (p, layout)
     }
 
     /// Records one dispatch of `kernel.entry` with parameter words `params`
     /// at binding 0 and `(binding, tensor)` pairs, over `groups` workgroups.
+    /// The parameters take the next slot of the batch's parameter block (no
+    /// buffer is created); the bind group is made per dispatch.
     pub(crate) fn dispatch(&self, k: Kernel, entry: &'static str, params: &[u32], bufs: &[(u32, &GpuTensor)], groups: [u32; 3]) {
         if groups.contains(&0) {
             return;
         }
-        let pipe = self.pipeline(k.0, k.1, entry);
-        let pbuf = self.init(bytemuck::cast_slice(params), params.len());
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: pbuf.buffer().as_entire_binding() }];
+        assert!(params.len() <= PARAM_WORDS, "{entry}: {} parameter words > {PARAM_WORDS}", params.len());
+        let (pipe, layout) = self.pipeline(k.0, k.1, entry);
+        let mut p = self.pending.lock().unwrap();
+        // Commands >= dispatches and a batch is submitted at MAX_BATCH
+        // commands, so a slot is always free here.
+        debug_assert!(p.dispatches < MAX_BATCH);
+        let offset = p.dispatches as u64 * self.param_stride;
+        p.dispatches += 1;
+        p.params.resize((offset + self.param_stride) as usize, 0);
+        p.params[offset as usize..offset as usize + 4 * params.len()].copy_from_slice(bytemuck::cast_slice(params));
+        let param_binding = wgpu::BufferBinding {
+            buffer: &self.params,
+            offset,
+            size: std::num::NonZeroU64::new(self.param_stride),
+        };
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(param_binding) }];
         entries.extend(bufs.iter().map(|(b, t)| wgpu::BindGroupEntry { binding: *b, resource: t.buffer().as_entire_binding() }));
-        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipe.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        self.with_encoder(|enc| {
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+        self.record_locked(&mut p, |enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
             pass.set_pipeline(&pipe);
             pass.set_bind_group(0, &bg, &[]);

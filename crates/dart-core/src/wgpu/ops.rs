@@ -425,9 +425,12 @@ impl GpuOps {
         }
     }
 
-    /// A fresh norm accumulator [sum of squares, norm, clip factor] = [0, 0, 1].
+    /// A fresh norm accumulator [sum of squares, norm, clip factor] = [0, 0, 1]
+    /// (a pooled buffer set by a kernel: no upload, no new buffer once warm).
     pub fn norm_accumulator(&self) -> GpuTensor {
-        self.ctx.upload(&[0.0, 0.0, 1.0])
+        let acc = self.ctx.alloc(3);
+        self.ctx.dispatch(OPTIM, "acc_set", &[f(0.0), f(0.0), f(1.0)], &[(1, &acc)], [1, 1, 1]);
+        acc
     }
 
     /// acc[0] += sum of squares of `g` (two-stage reduction, fixed order).

@@ -40,6 +40,14 @@ fn sumsq_final(@builtin(local_invocation_index) t: u32) {
     if (t == 0u) { ACC[0] = ACC[0] + r; }
 }
 
+// P: 3 f32 values (bits). ACC = P (a fresh accumulator: [0, 0, 1]).
+@compute @workgroup_size(1)
+fn acc_set() {
+    ACC[0] = pf(0u);
+    ACC[1] = pf(1u);
+    ACC[2] = pf(2u);
+}
+
 // P: max_norm (f32 bits). ACC[1] = norm, ACC[2] = min(1, max / (norm + 1e-6)).
 @compute @workgroup_size(1)
 fn clip() {
