@@ -187,6 +187,13 @@ impl<T: Float> Engine<T> {
         with_model!(&self.exec, m => m.w.fields().into_iter().map(|x| m.b.parts(x)).collect())
     }
 
+    /// Device buffers the engine's backend has created so far (None on
+    /// cpu). Once warm, a training step (forward, backward, step) or a
+    /// decode step of shapes seen before creates none.
+    pub fn device_buffers_created(&self) -> Option<usize> {
+        with_model!(&self.exec, m => m.b.buffers_created())
+    }
+
     /// Base tensor `index` (in `Weights::names_shapes` order), read back.
     pub fn base_param(&self, index: usize) -> Result<Vec<T>> {
         let n = Weights::<T>::names_shapes(&self.cfg).len();

@@ -2,8 +2,8 @@
 //! (keeping what backward needs), backward (routed LoRA gradients, and the
 //! base gradients when the base is trained), the AdamW step with the lazy
 //! update, and the decode forward of generation over KV caches. Every tensor
-//! (weights, activations, adapter parameters and gradients, optimizer
-//! moments) lives in backend buffers that are reused across steps.
+//! (weights, activations, index tensors, adapter parameters and gradients,
+//! optimizer moments) lives in backend buffers that are reused across steps.
 use crate::adapter::AdapterOf;
 use crate::backend::Backend;
 use crate::batch::Packed;
@@ -65,7 +65,8 @@ impl<B: Backend> LayerActs<B> {
     }
 }
 
-/// The batch of the last forward, on the backend.
+/// The batch of the last forward, on the backend (rewritten in place by
+/// each forward).
 pub(crate) struct BatchBufs<B: Backend> {
     tokens: B::I32,
     pos: B::U32,
@@ -73,6 +74,19 @@ pub(crate) struct BatchBufs<B: Backend> {
     seqs: B::Seqs,
     groups: Vec<B::U32>,
     n: usize,
+}
+
+impl<B: Backend> BatchBufs<B> {
+    fn new(b: &B) -> Self {
+        BatchBufs {
+            tokens: b.new_i32(&[]),
+            pos: b.new_u32(&[]),
+            targets: b.new_i32(&[]),
+            seqs: b.new_seqs(&[], 0),
+            groups: Vec::new(),
+            n: 0,
+        }
+    }
 }
 
 /// Everything forward leaves for backward, and backward's scratch.
@@ -254,14 +268,18 @@ impl<B: Backend> Model<B> {
         let hd = cfg.head_dim();
         let sh = attn_shape(cfg);
         let (qw, kw) = (sh.heads * hd, sh.kv_heads * hd);
-        let batch = BatchBufs {
-            tokens: b.new_i32(tokens),
-            pos: b.new_u32(&packed.pos),
-            targets: b.new_i32(&packed.targets),
-            seqs: b.new_seqs(&packed.seqs, n),
-            groups: packed.groups.iter().map(|g| b.new_u32(g)).collect(),
-            n,
-        };
+        // The index tensors, rewritten in place (before any kernel of this
+        // call is queued).
+        let mut batch = c.batch.take().unwrap_or_else(|| BatchBufs::new(b));
+        b.set_i32(&mut batch.tokens, tokens);
+        b.set_u32(&mut batch.pos, &packed.pos);
+        b.set_i32(&mut batch.targets, &packed.targets);
+        b.set_seqs(&mut batch.seqs, &packed.seqs, n);
+        batch.groups.resize_with(packed.groups.len(), || b.new_u32(&[]));
+        for (g, x) in batch.groups.iter_mut().zip(&packed.groups) {
+            b.set_u32(g, x);
+        }
+        batch.n = n;
         while c.layers.len() < cfg.num_hidden_layers {
             c.layers.push(LayerActs::new(b));
         }
@@ -479,6 +497,12 @@ pub(crate) struct DecodeState<B: Backend> {
     lora: B::Scratch,
     last: B::Buf,
     logits: B::Buf,
+    /// The index tensors of a decode call, rewritten in place.
+    tokens: B::I32,
+    pos: B::U32,
+    groups: Vec<B::U32>,
+    rows: B::Rows,
+    last_idx: B::U32,
 }
 
 /// The rows one decode call encodes: all pending rows of every item.
@@ -518,6 +542,11 @@ impl<B: Backend> Model<B> {
             lora: B::Scratch::default(),
             last: e(),
             logits: e(),
+            tokens: b.new_i32(&[]),
+            pos: b.new_u32(&[]),
+            groups: Vec::new(),
+            rows: b.new_rows(&[]),
+            last_idx: b.new_u32(&[]),
         }
     }
 
@@ -530,44 +559,49 @@ impl<B: Backend> Model<B> {
         let sh = attn_shape(cfg);
         let qw = sh.heads * hd;
         let n = db.tokens.len();
+        // The index tensors first, rewritten in place.
+        b.set_i32(&mut st.tokens, &db.tokens);
+        b.set_u32(&mut st.pos, &db.pos);
+        st.groups.resize_with(db.groups.len(), || b.new_u32(&[]));
+        for (g, x) in st.groups.iter_mut().zip(&db.groups) {
+            b.set_u32(g, x);
+        }
+        b.set_rows(&mut st.rows, &db.rows);
+        b.set_u32(&mut st.last_idx, &db.last_rows);
         let max_pos = db.pos.iter().copied().max().unwrap_or(0) as usize + 1;
         st.rope.ensure(b, cfg, max_pos);
         for &(c, len) in &db.reserve {
             b.kv_reserve(&mut st.kv, c, len);
         }
-        let tokens = b.new_i32(&db.tokens);
-        let pos = b.new_u32(&db.pos);
-        let groups: Vec<B::U32> = db.groups.iter().map(|g| b.new_u32(g)).collect();
-        let rows = b.new_rows(&db.rows);
+        let (tokens, pos, groups, rows) = (&st.tokens, &st.pos, &st.groups, &st.rows);
         b.zeros(&mut st.x, n * d);
-        b.embedding_forward(&mut st.x, &w.embed, &tokens, d);
+        b.embedding_forward(&mut st.x, &w.embed, tokens, d);
         for (l, layer) in w.layers.iter().enumerate() {
             let proj = |pr: Proj| &layer.proj[pr as usize];
             b.zeros(&mut st.xn, n * d);
             b.zeros(&mut st.rstd, n);
             b.rmsnorm_forward(&mut st.xn, &mut st.rstd, &st.x, &layer.input_norm, d, cfg.rms_norm_eps);
-            routed_projection(b, cfg, adapters, &groups, n, &mut st.q, &mut st.us, &st.xn, l, Proj::Q, proj(Proj::Q), &mut st.lora);
-            routed_projection(b, cfg, adapters, &groups, n, &mut st.k, &mut st.us, &st.xn, l, Proj::K, proj(Proj::K), &mut st.lora);
-            routed_projection(b, cfg, adapters, &groups, n, &mut st.v, &mut st.us, &st.xn, l, Proj::V, proj(Proj::V), &mut st.lora);
-            b.rope_apply(&mut st.q, &pos, sh.heads, hd, &st.rope.cos, &st.rope.sin, false);
-            b.rope_apply(&mut st.k, &pos, sh.kv_heads, hd, &st.rope.cos, &st.rope.sin, false);
-            b.kv_append(&mut st.kv, l, &st.k, &st.v, &rows);
+            routed_projection(b, cfg, adapters, groups, n, &mut st.q, &mut st.us, &st.xn, l, Proj::Q, proj(Proj::Q), &mut st.lora);
+            routed_projection(b, cfg, adapters, groups, n, &mut st.k, &mut st.us, &st.xn, l, Proj::K, proj(Proj::K), &mut st.lora);
+            routed_projection(b, cfg, adapters, groups, n, &mut st.v, &mut st.us, &st.xn, l, Proj::V, proj(Proj::V), &mut st.lora);
+            b.rope_apply(&mut st.q, pos, sh.heads, hd, &st.rope.cos, &st.rope.sin, false);
+            b.rope_apply(&mut st.k, pos, sh.kv_heads, hd, &st.rope.cos, &st.rope.sin, false);
+            b.kv_append(&mut st.kv, l, &st.k, &st.v, rows);
             b.zeros(&mut st.attn, n * qw);
-            b.attention_cached(&mut st.attn, &st.q, &st.kv, l, &rows, sh);
-            routed_projection(b, cfg, adapters, &groups, n, &mut st.tmp, &mut st.us, &st.attn, l, Proj::O, proj(Proj::O), &mut st.lora);
+            b.attention_cached(&mut st.attn, &st.q, &st.kv, l, rows, sh);
+            routed_projection(b, cfg, adapters, groups, n, &mut st.tmp, &mut st.us, &st.attn, l, Proj::O, proj(Proj::O), &mut st.lora);
             b.add_assign(&mut st.x, &st.tmp);
             b.rmsnorm_forward(&mut st.xn, &mut st.rstd, &st.x, &layer.post_norm, d, cfg.rms_norm_eps);
-            routed_projection(b, cfg, adapters, &groups, n, &mut st.gate, &mut st.us, &st.xn, l, Proj::Gate, proj(Proj::Gate), &mut st.lora);
-            routed_projection(b, cfg, adapters, &groups, n, &mut st.up, &mut st.us, &st.xn, l, Proj::Up, proj(Proj::Up), &mut st.lora);
+            routed_projection(b, cfg, adapters, groups, n, &mut st.gate, &mut st.us, &st.xn, l, Proj::Gate, proj(Proj::Gate), &mut st.lora);
+            routed_projection(b, cfg, adapters, groups, n, &mut st.up, &mut st.us, &st.xn, l, Proj::Up, proj(Proj::Up), &mut st.lora);
             b.zeros(&mut st.act, n * cfg.intermediate_size);
             b.swiglu_forward(&mut st.act, &st.gate, &st.up);
-            routed_projection(b, cfg, adapters, &groups, n, &mut st.tmp, &mut st.us, &st.act, l, Proj::Down, proj(Proj::Down), &mut st.lora);
+            routed_projection(b, cfg, adapters, groups, n, &mut st.tmp, &mut st.us, &st.act, l, Proj::Down, proj(Proj::Down), &mut st.lora);
             b.add_assign(&mut st.x, &st.tmp);
         }
         // Final norm and LM head only for each item's last row.
         let m = db.last_rows.len();
-        let last = b.new_u32(&db.last_rows);
-        b.gather_rows(&mut st.last, &st.x, &last, d);
+        b.gather_rows(&mut st.last, &st.x, &st.last_idx, d);
         b.zeros(&mut st.xn, m * d);
         b.zeros(&mut st.rstd, m);
         b.rmsnorm_forward(&mut st.xn, &mut st.rstd, &st.last, &w.norm, d, cfg.rms_norm_eps);

@@ -116,6 +116,18 @@ impl<T: Float> Backend for CpuBackend<T> {
     fn new_seqs(&self, seqs: &[(usize, usize)], _rows: usize) -> Vec<(usize, usize)> {
         seqs.to_vec()
     }
+    fn set_i32(&self, dst: &mut Vec<i32>, x: &[i32]) {
+        dst.clear();
+        dst.extend_from_slice(x);
+    }
+    fn set_u32(&self, dst: &mut Vec<u32>, x: &[u32]) {
+        dst.clear();
+        dst.extend_from_slice(x);
+    }
+    fn set_seqs(&self, dst: &mut Vec<(usize, usize)>, seqs: &[(usize, usize)], _rows: usize) {
+        dst.clear();
+        dst.extend_from_slice(seqs);
+    }
     fn all_finite(&self, bufs: &[&Vec<T>]) -> Option<bool> {
         Some(bufs.iter().all(|b| b.iter().all(|x| x.is_finite())))
     }
@@ -240,6 +252,10 @@ impl<T: Float> Backend for CpuBackend<T> {
     }
     fn new_rows(&self, rows: &[(usize, usize)]) -> Vec<(usize, usize)> {
         rows.to_vec()
+    }
+    fn set_rows(&self, dst: &mut Vec<(usize, usize)>, rows: &[(usize, usize)]) {
+        dst.clear();
+        dst.extend_from_slice(rows);
     }
     fn kv_append(&self, kv: &mut CpuKv<T>, layer: usize, k: &Vec<T>, v: &Vec<T>, rows: &Vec<(usize, usize)>) {
         let kw = kv.kw;

@@ -80,6 +80,11 @@ pub trait Backend: Send + Sync + 'static {
     type Rows: Send + Sync;
 
     fn info(&self) -> BackendInfo;
+    /// Device buffers created so far, where the backend has a device
+    /// (None on cpu). Once warm, a step of shapes seen before adds none.
+    fn buffers_created(&self) -> Option<usize> {
+        None
+    }
 
     // ---- memory ------------------------------------------------------
     fn empty(&self) -> Self::Buf;
@@ -132,6 +137,17 @@ pub trait Backend: Send + Sync + 'static {
     fn new_i32(&self, x: &[i32]) -> Self::I32;
     fn new_u32(&self, x: &[u32]) -> Self::U32;
     fn new_seqs(&self, seqs: &[(usize, usize)], rows: usize) -> Self::Seqs;
+    /// `dst` becomes `x`, reusing its storage where it can (the model keeps
+    /// its index tensors across steps: wgpu rewrites them in place, grow-only).
+    fn set_i32(&self, dst: &mut Self::I32, x: &[i32]) {
+        *dst = self.new_i32(x);
+    }
+    fn set_u32(&self, dst: &mut Self::U32, x: &[u32]) {
+        *dst = self.new_u32(x);
+    }
+    fn set_seqs(&self, dst: &mut Self::Seqs, seqs: &[(usize, usize)], rows: usize) {
+        *dst = self.new_seqs(seqs, rows);
+    }
     /// Whether every element is finite, where the backend can tell without a
     /// read-back (None = not checked here; the step's norm check catches it).
     fn all_finite(&self, bufs: &[&Self::Buf]) -> Option<bool>;
@@ -227,6 +243,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Makes room for `positions` rows in cache `cache` (creating it).
     fn kv_reserve(&self, kv: &mut Self::Kv, cache: usize, positions: usize);
     fn new_rows(&self, rows: &[(usize, usize)]) -> Self::Rows;
+    /// `dst` becomes `rows`, reusing its storage where it can.
+    fn set_rows(&self, dst: &mut Self::Rows, rows: &[(usize, usize)]) {
+        *dst = self.new_rows(rows);
+    }
     /// Writes row r of k, v at (rows[r].cache, rows[r].position) of `layer`.
     fn kv_append(&self, kv: &mut Self::Kv, layer: usize, k: &Self::Buf, v: &Self::Buf, rows: &Self::Rows);
     /// Each row's query attends to its cache up to and including its position.

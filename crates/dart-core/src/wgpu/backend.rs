@@ -1,6 +1,7 @@
 //! `Backend` on wgpu: device buffers (`GpuTensor`) and the WGSL kernels of
 //! `GpuOps`, f32. Every call records dispatches into the context's batch;
-//! only `download_many` and `read_norms` wait for the device.
+//! only `download_many` and `read_norms` wait for the device. Index tensors
+//! (`set_i32`, `set_u32`, `set_seqs`, `set_rows`) are rewritten in place.
 use super::device::{GpuContext, GpuTensor};
 use super::ops::{seq_meta, GpuOps};
 use crate::backend::{Backend, BackendInfo};
@@ -63,6 +64,9 @@ impl Backend for WgpuBackend {
         let a = &self.ctx().adapter;
         BackendInfo { backend: "wgpu".into(), adapter: a.name.clone(), device_type: a.device_type.clone() }
     }
+    fn buffers_created(&self) -> Option<usize> {
+        Some(self.ctx().buffers_created())
+    }
 
     fn empty(&self) -> GpuTensor {
         self.ctx().alloc(0)
@@ -120,6 +124,15 @@ impl Backend for WgpuBackend {
     }
     fn new_seqs(&self, seqs: &[(usize, usize)], rows: usize) -> GpuTensor {
         self.ctx().upload_u32(&seq_meta(seqs, rows))
+    }
+    fn set_i32(&self, dst: &mut GpuTensor, x: &[i32]) {
+        self.ctx().write_i32(dst, x);
+    }
+    fn set_u32(&self, dst: &mut GpuTensor, x: &[u32]) {
+        self.ctx().write_u32(dst, x);
+    }
+    fn set_seqs(&self, dst: &mut GpuTensor, seqs: &[(usize, usize)], rows: usize) {
+        self.ctx().write_u32(dst, &seq_meta(seqs, rows));
     }
     fn all_finite(&self, _bufs: &[&GpuTensor]) -> Option<bool> {
         None
@@ -258,6 +271,12 @@ impl Backend for WgpuBackend {
         let cache: Vec<u32> = rows.iter().map(|r| r.0 as u32).collect();
         let pos: Vec<u32> = rows.iter().map(|r| r.1 as u32).collect();
         GpuRows { cache: self.ctx().upload_u32(&cache), pos: self.ctx().upload_u32(&pos) }
+    }
+    fn set_rows(&self, dst: &mut GpuRows, rows: &[(usize, usize)]) {
+        let cache: Vec<u32> = rows.iter().map(|r| r.0 as u32).collect();
+        let pos: Vec<u32> = rows.iter().map(|r| r.1 as u32).collect();
+        self.ctx().write_u32(&mut dst.cache, &cache);
+        self.ctx().write_u32(&mut dst.pos, &pos);
     }
     fn kv_append(&self, kv: &mut GpuKv, layer: usize, k: &GpuTensor, v: &GpuTensor, rows: &GpuRows) {
         self.ops.kv_append(&kv.k[layer], &kv.v[layer], k, v, &rows.pos, &rows.cache, kv.kw, kv.len);
