@@ -194,6 +194,13 @@ impl<T: Float> Engine<T> {
         with_model!(&self.exec, m => m.b.buffers_created())
     }
 
+    /// Token rows per LM head block: the logits of a forward ([tokens,
+    /// vocab]) are computed in blocks of this many rows (usize::MAX on cpu;
+    /// on wgpu one binding's worth, see `DART_WGPU_MAX_BINDING_BYTES`).
+    pub fn lm_head_rows_per_block(&self) -> usize {
+        with_model!(&self.exec, m => m.b.max_rows_per_block(self.cfg.vocab_size))
+    }
+
     /// Base tensor `index` (in `Weights::names_shapes` order), read back.
     pub fn base_param(&self, index: usize) -> Result<Vec<T>> {
         let n = Weights::<T>::names_shapes(&self.cfg).len();

@@ -4,6 +4,15 @@
 //! update, and the decode forward of generation over KV caches. Every tensor
 //! (weights, activations, index tensors, adapter parameters and gradients,
 //! optimizer moments) lives in backend buffers that are reused across steps.
+//!
+//! The LM head runs in blocks of token rows when the logits of all rows
+//! ([tokens, vocab]) would exceed what one backend tensor may hold
+//! (`Backend::max_rows_per_block`, the binding limit on wgpu): forward
+//! computes each block's logits, logprobs and logsumexp, then the next
+//! block's in the same buffer; backward recomputes each block's logits and
+//! adds its contribution to dL/dx and the LM head gradient. When every row
+//! fits (always on cpu), it is one block and the logits of forward are kept
+//! for backward.
 use crate::adapter::AdapterOf;
 use crate::backend::Backend;
 use crate::batch::Packed;
@@ -74,6 +83,10 @@ pub(crate) struct BatchBufs<B: Backend> {
     seqs: B::Seqs,
     groups: Vec<B::U32>,
     n: usize,
+    /// (first row, rows) of each LM head block (one block when all fit).
+    blocks: Vec<(usize, usize)>,
+    /// The targets of each LM head block when there are several.
+    block_targets: Vec<B::I32>,
 }
 
 impl<B: Backend> BatchBufs<B> {
@@ -85,8 +98,17 @@ impl<B: Backend> BatchBufs<B> {
             seqs: b.new_seqs(&[], 0),
             groups: Vec::new(),
             n: 0,
+            blocks: Vec::new(),
+            block_targets: Vec::new(),
         }
     }
+}
+
+/// (first row, rows) of blocks of at most `per` of `n` rows (one block when
+/// they all fit; none when n = 0).
+pub(crate) fn row_blocks(n: usize, per: usize) -> Vec<(usize, usize)> {
+    let per = per.max(1);
+    (0..n).step_by(per).map(|r0| (r0, per.min(n - r0))).collect()
 }
 
 /// Everything forward leaves for backward, and backward's scratch.
@@ -96,10 +118,15 @@ struct Cache<B: Backend> {
     x_last: B::Buf,
     xf: B::Buf,
     rstd_f: B::Buf,
+    /// The logits of all rows, or of one LM head block.
     logits: B::Buf,
     lse: B::Buf,
     logp: B::Buf,
     dlogp: B::Buf,
+    /// One LM head block's rows of xf, lse and logp (dlogp in backward).
+    xf_blk: B::Buf,
+    lse_blk: B::Buf,
+    logp_blk: B::Buf,
     x: B::Buf,
     tmp: B::Buf,
     d_a: B::Buf,
@@ -124,6 +151,9 @@ impl<B: Backend> Cache<B> {
             lse: e(),
             logp: e(),
             dlogp: e(),
+            xf_blk: e(),
+            lse_blk: e(),
+            logp_blk: e(),
             x: e(),
             tmp: e(),
             d_a: e(),
@@ -280,6 +310,13 @@ impl<B: Backend> Model<B> {
             b.set_u32(g, x);
         }
         batch.n = n;
+        batch.blocks = row_blocks(n, b.max_rows_per_block(v));
+        if batch.blocks.len() > 1 {
+            batch.block_targets.resize_with(batch.blocks.len(), || b.new_i32(&[]));
+            for (t, &(r0, r)) in batch.block_targets.iter_mut().zip(&batch.blocks) {
+                b.set_i32(t, &packed.targets[r0..r0 + r]);
+            }
+        }
         while c.layers.len() < cfg.num_hidden_layers {
             c.layers.push(LayerActs::new(b));
         }
@@ -321,11 +358,25 @@ impl<B: Backend> Model<B> {
         b.zeros(&mut c.xf, n * d);
         b.zeros(&mut c.rstd_f, n);
         b.rmsnorm_forward(&mut c.xf, &mut c.rstd_f, &c.x_last, &w.norm, d, cfg.rms_norm_eps);
-        b.zeros(&mut c.logits, n * v);
-        b.matmul(&mut c.logits, &c.xf, w.head(), n, v, d, false, true, false);
         b.zeros(&mut c.lse, n);
         b.zeros(&mut c.logp, n);
-        b.logprob_forward(&mut c.logp, &mut c.lse, &c.logits, &batch.targets, v);
+        if batch.blocks.len() <= 1 {
+            b.zeros(&mut c.logits, n * v);
+            b.matmul(&mut c.logits, &c.xf, w.head(), n, v, d, false, true, false);
+            b.logprob_forward(&mut c.logp, &mut c.lse, &c.logits, &batch.targets, v);
+        } else {
+            // One block of rows at a time, in one logits buffer.
+            for (&(r0, r), tg) in batch.blocks.iter().zip(&batch.block_targets) {
+                b.slice_rows(&mut c.xf_blk, &c.xf, r0, r, d);
+                b.zeros(&mut c.logits, r * v);
+                b.matmul(&mut c.logits, &c.xf_blk, w.head(), r, v, d, false, true, false);
+                b.zeros(&mut c.lse_blk, r);
+                b.zeros(&mut c.logp_blk, r);
+                b.logprob_forward(&mut c.logp_blk, &mut c.lse_blk, &c.logits, tg, v);
+                b.place_rows(&mut c.logp, r0, &c.logp_blk, 1);
+                b.place_rows(&mut c.lse, r0, &c.lse_blk, 1);
+            }
+        }
         c.batch = Some(batch);
         b.download(&c.logp)
     }
@@ -344,14 +395,34 @@ impl<B: Backend> Model<B> {
         let sh = attn_shape(cfg);
         let (qw, kw) = (sh.heads * hd, sh.kv_heads * hd);
         b.write(&mut c.dlogp, g_pos);
-        b.logprob_backward(&mut c.logits, &c.lse, &c.dlogp, &batch.targets, v);
         let mut bg = base_grad.as_mut();
         // dxf = dlogits W_head ; dW_head += dlogits^T xf
         b.zeros(&mut c.tmp, n * d);
-        b.matmul(&mut c.tmp, &c.logits, w.head(), n, d, v, false, false, false);
-        if let Some(g) = bg.as_deref_mut() {
-            let dh = if cfg.tie_word_embeddings { &mut g.embed } else { g.lm_head.as_mut().expect("untied head") };
-            b.matmul(dh, &c.logits, &c.xf, v, d, n, true, false, true);
+        if batch.blocks.len() <= 1 {
+            b.logprob_backward(&mut c.logits, &c.lse, &c.dlogp, &batch.targets, v);
+            b.matmul(&mut c.tmp, &c.logits, w.head(), n, d, v, false, false, false);
+            if let Some(g) = bg.as_deref_mut() {
+                let dh = if cfg.tie_word_embeddings { &mut g.embed } else { g.lm_head.as_mut().expect("untied head") };
+                b.matmul(dh, &c.logits, &c.xf, v, d, n, true, false, true);
+            }
+        } else {
+            // Per block: recompute its logits, turn them into dlogits, add
+            // its rows of dxf and its share of dW_head.
+            for (&(r0, r), tg) in batch.blocks.iter().zip(&batch.block_targets) {
+                b.slice_rows(&mut c.xf_blk, &c.xf, r0, r, d);
+                b.slice_rows(&mut c.lse_blk, &c.lse, r0, r, 1);
+                b.slice_rows(&mut c.logp_blk, &c.dlogp, r0, r, 1);
+                b.zeros(&mut c.logits, r * v);
+                b.matmul(&mut c.logits, &c.xf_blk, w.head(), r, v, d, false, true, false);
+                b.logprob_backward(&mut c.logits, &c.lse_blk, &c.logp_blk, tg, v);
+                b.zeros(&mut c.d_a, r * d);
+                b.matmul(&mut c.d_a, &c.logits, w.head(), r, d, v, false, false, false);
+                b.place_rows(&mut c.tmp, r0, &c.d_a, d);
+                if let Some(g) = bg.as_deref_mut() {
+                    let dh = if cfg.tie_word_embeddings { &mut g.embed } else { g.lm_head.as_mut().expect("untied head") };
+                    b.matmul(dh, &c.logits, &c.xf_blk, v, d, r, true, false, true);
+                }
+            }
         }
         b.zeros(&mut c.x, n * d);
         b.rmsnorm_backward(&mut c.x, bg.as_deref_mut().map(|g| &mut g.norm), &c.tmp, &c.x_last, &w.norm, &c.rstd_f, d);
@@ -503,6 +574,10 @@ pub(crate) struct DecodeState<B: Backend> {
     groups: Vec<B::U32>,
     rows: B::Rows,
     last_idx: B::U32,
+    /// The LM head in blocks of rows: one block's input rows, and the
+    /// logits of each block (read back together).
+    blk: B::Buf,
+    logit_blocks: Vec<B::Buf>,
 }
 
 /// The rows one decode call encodes: all pending rows of every item.
@@ -547,6 +622,8 @@ impl<B: Backend> Model<B> {
             groups: Vec::new(),
             rows: b.new_rows(&[]),
             last_idx: b.new_u32(&[]),
+            blk: e(),
+            logit_blocks: Vec::new(),
         }
     }
 
@@ -605,12 +682,110 @@ impl<B: Backend> Model<B> {
         b.zeros(&mut st.xn, m * d);
         b.zeros(&mut st.rstd, m);
         b.rmsnorm_forward(&mut st.xn, &mut st.rstd, &st.last, &w.norm, d, cfg.rms_norm_eps);
-        b.zeros(&mut st.logits, m * v);
-        b.matmul(&mut st.logits, &st.xn, w.head(), m, v, d, false, true, false);
-        let logits = b.download(&st.logits);
+        let blocks = row_blocks(m, b.max_rows_per_block(v));
+        let logits = if blocks.len() <= 1 {
+            b.zeros(&mut st.logits, m * v);
+            b.matmul(&mut st.logits, &st.xn, w.head(), m, v, d, false, true, false);
+            b.download(&st.logits)
+        } else {
+            // Each block's logits in their own tensor, all read back at once.
+            st.logit_blocks.resize_with(blocks.len(), || b.empty());
+            for (&(r0, r), z) in blocks.iter().zip(st.logit_blocks.iter_mut()) {
+                b.slice_rows(&mut st.blk, &st.xn, r0, r, d);
+                b.zeros(z, r * v);
+                b.matmul(z, &st.blk, w.head(), r, v, d, false, true, false);
+            }
+            let zs: Vec<&B::Buf> = st.logit_blocks.iter().collect();
+            b.download_many(&zs).concat()
+        };
         if logits.iter().any(|x| !x.as_f64().is_finite()) {
             return Err(DartError::NonFinite("logits are not finite while decoding".into()));
         }
         Ok(logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::{Adapter, AdapterSpec};
+    use crate::backend::cpu::CpuBackend;
+    use crate::weights::Weights;
+
+    fn cfg(tie: bool) -> ModelConfig {
+        ModelConfig::from_json(&format!(
+            r#"{{"model_type":"qwen2","vocab_size":19,"hidden_size":12,"intermediate_size":10,
+            "num_hidden_layers":2,"num_attention_heads":3,"num_key_value_heads":1,"rms_norm_eps":1e-6,
+            "rope_theta":10000,"tie_word_embeddings":{tie},"attention_bias":true}}"#
+        ))
+        .unwrap()
+    }
+
+    /// An f64 cpu model with one adapter and the base trained; the LM head
+    /// in blocks of `rows` token rows (None: one block).
+    fn model(tie: bool, rows: Option<usize>) -> Model<CpuBackend<f64>> {
+        let c = cfg(tie);
+        let b = rows.map_or_else(CpuBackend::default, CpuBackend::with_max_rows_per_block);
+        let mut m = Model::new(b, c.clone(), Weights::<f64>::random(&c, 3));
+        let mut spec = AdapterSpec::new(2, 4.0, &["q_proj", "v_proj", "down_proj"], 11).unwrap();
+        spec.b_init_std = 0.3;
+        m.push_adapter(Adapter::new(&c, spec).unwrap());
+        m.set_train_base(true);
+        m
+    }
+
+    fn close(what: &str, got: &[f64], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn row_blocks_cover_the_rows() {
+        assert_eq!(row_blocks(0, 5), vec![]);
+        assert_eq!(row_blocks(12, 5), vec![(0, 5), (5, 5), (10, 2)]);
+        assert_eq!(row_blocks(4, usize::MAX), vec![(0, 4)]);
+        assert_eq!(row_blocks(3, 0), vec![(0, 1), (1, 1), (2, 1)]);
+    }
+
+    /// The LM head in blocks of token rows (forward logprobs, backward's
+    /// adapter and base gradients, decode logits) equals the one-block run.
+    #[test]
+    fn lm_head_in_row_blocks_matches_one_block() {
+        let tokens = [3, 7, 1, 18, 0, 5, 5, 9, 2, 11, 4, 6];
+        let routes = [0, 0, -1, 0, -1, 0, 0, 0, -1, -1, 0, 0];
+        let g: Vec<f64> = (0..12).map(|i| (i as f64 * 0.37).sin()).collect();
+        for tie in [false, true] {
+            let run = |rows: Option<usize>| {
+                let mut m = model(tie, rows);
+                let packed = Packed::new(&tokens, &[5, 1, 6], &routes, 19, 1).unwrap();
+                let mut out = Vec::new();
+                for _ in 0..2 {
+                    out.push(m.forward(&tokens, &packed));
+                    m.backward(&g);
+                }
+                out.extend(m.adapters[0].grads().into_iter().cloned());
+                out.extend(m.base_grad.as_ref().unwrap().fields().into_iter().cloned());
+                let mut st = m.decode_state();
+                let db = DecodeBatch {
+                    tokens: vec![3, 7, 1, 4, 2, 9],
+                    pos: vec![0, 1, 2, 0, 1, 0],
+                    groups: vec![vec![0, 1, 3, 5]],
+                    rows: vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)],
+                    last_rows: vec![2, 4, 5],
+                    reserve: vec![(0, 3), (1, 2), (2, 1)],
+                };
+                out.push(m.decode(&mut st, &db).unwrap());
+                out
+            };
+            let want = run(None);
+            for rows in [1, 2, 5] {
+                let got = run(Some(rows));
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    close(&format!("tie {tie}, {rows} rows per block, tensor {i}"), g, w);
+                }
+            }
+        }
     }
 }

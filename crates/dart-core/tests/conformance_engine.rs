@@ -1,7 +1,8 @@
 //! Whole-model conformance: the SAME test bodies run on the cpu f32 engine
 //! and the wgpu engine (one model code path, two backends) and are compared;
 //! the wgpu engine runs them twice, once as is and once ("wgpu-split") with
-//! its big weights split into row blocks as for a model over the binding limit.
+//! its big weights split into row blocks and its LM head run in blocks of
+//! token rows, as for a model over the binding limit.
 //!
 //! Tolerances (|x - ref| <= tol * max(1, |ref|) elementwise):
 //! - cpu f32 vs wgpu: 1e-4 for logprobs, LoRA and base gradients, gradient
@@ -29,7 +30,9 @@ const CROSS: f64 = 1e-4;
 /// The split size of the "wgpu-split" backend: 256 bytes (64 f32) splits
 /// the tiny models' embeddings, LM head and q/o/gate/up/down weights (and
 /// their gradients and moments) into 2-4 row blocks (the fixture model's
-/// into up to 48), so every body below also runs on the split path.
+/// into up to 48), and the logits into blocks of 3 token rows (vocabulary
+/// 19; 8 rows at vocabulary 8), so every body below also runs on the split
+/// path. `lm_head_in_row_blocks_agrees` checks other block sizes.
 const SPLIT_BYTES: u64 = 256;
 
 /// (name, options) of every backend under test: cpu, wgpu, and wgpu with
@@ -284,6 +287,49 @@ fn peft_fixture_matches_on_every_backend() {
             }
         }
     });
+}
+
+/// The LM head in blocks of token rows: wgpu engines whose split size
+/// holds the logits of 1 row (76 bytes = 19 f32) or 5 rows (blocks of 5, 5
+/// and 2 of the 12 tokens) give the cpu's logprobs, LoRA and base gradients
+/// (the LM head's and the tied embedding's from every block) within
+/// `CROSS`, and generation on them (the decode LM head in blocks, one per
+/// item at 76 bytes) records the logprobs forward recomputes.
+#[test]
+fn lm_head_in_row_blocks_agrees() {
+    if std::env::var("DART_SKIP_WGPU").is_ok_and(|s| s == "1") {
+        return;
+    }
+    let b = batch();
+    let g: Vec<f32> = b.dlogp.iter().map(|&x| x as f32).collect();
+    let body = |name: &str, o: &EngineOptions, cfg: ModelConfig| {
+        let mut e = Engine::<f32>::random(cfg, 3, o).unwrap_or_else(|err| panic!("{name} engine: {err}"));
+        two_adapters(&mut e);
+        e.set_train_base(true);
+        let mut t = vec![e.forward(&b.tokens, &b.seq_lens, &vec![-1; b.tokens.len()]).unwrap()];
+        for _ in 0..2 {
+            t.push(e.forward(&b.tokens, &b.seq_lens, &b.routes).unwrap());
+            e.backward(&g).unwrap();
+        }
+        t.extend((0..2).flat_map(|s| e.adapter(s).unwrap().grads().into_iter().cloned().collect::<Vec<_>>()));
+        t.extend(e.base_grads().unwrap().fields().into_iter().cloned());
+        (e, t)
+    };
+    let cpu = EngineOptions { threads: 2, seed: 7, backend: BackendKind::Cpu };
+    let gpu = EngineOptions { backend: BackendKind::Wgpu, ..cpu.clone() };
+    for (cname, cfg) in configs() {
+        assert_eq!(cfg.vocab_size, 19);
+        let (e, want) = body("cpu", &cpu, cfg.clone());
+        assert_eq!(e.lm_head_rows_per_block(), usize::MAX);
+        for (split, rows) in [(76u64, 1usize), (380, 5)] {
+            let name = format!("wgpu split {split}");
+            let (mut e, got) = with_max_binding_bytes(split, || body(&name, &gpu, cfg.clone()));
+            assert_eq!(e.lm_head_rows_per_block(), rows, "{name}");
+            agree(&format!("{cname} LM head in blocks of {rows} rows"), &[("cpu", want.clone()), ("wgpu", got)], CROSS);
+            let plan = GenPlan::single([0, 0, 1, 0]);
+            generation_matches_forward(&mut e, plan, false, 1, 1e-4);
+        }
+    }
 }
 
 #[test]

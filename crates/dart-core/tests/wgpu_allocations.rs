@@ -3,8 +3,8 @@
 //! the same shapes leave `Engine::device_buffers_created` where it was
 //! (activations come from the pool, index tensors are rewritten in place,
 //! dispatch parameters live in one buffer per context, read-backs reuse
-//! staging buffers). Checked with weights unsplit, and with a 256-byte
-//! split size (weights in row blocks).
+//! staging buffers). Checked with weights and logits unsplit, and with a
+//! 256-byte split size (weights in row blocks, the LM head in blocks of rows).
 //!
 //! Needs an adapter (CI: Mesa lavapipe); without one the test fails unless
 //! DART_SKIP_WGPU=1, which skips it with a note.
@@ -26,7 +26,7 @@ fn skip() -> bool {
 
 /// Buffers created by: a warm-up (2 training steps, a prompt and 2 decode
 /// steps), then by 4 more rounds of a training step and 2 decode steps.
-fn created_after_warm_up(split: bool) -> (usize, Vec<usize>) {
+fn created_after_warm_up(split: bool) -> (usize, Vec<usize>, usize) {
     let o = EngineOptions { threads: 2, seed: 7, backend: BackendKind::Wgpu };
     let mut e = Engine::<f32>::random(tiny_config(false, "qwen2"), 3, &o)
         .unwrap_or_else(|err| panic!("wgpu engine: {err} (set DART_SKIP_WGPU=1 to skip)"));
@@ -69,7 +69,7 @@ fn created_after_warm_up(split: bool) -> (usize, Vec<usize>) {
     if split {
         assert!(e.base_parts()[0] > 1, "the embedding is split");
     }
-    (warm, after)
+    (warm, after, e.lm_head_rows_per_block())
 }
 
 #[test]
@@ -78,7 +78,9 @@ fn warm_training_and_decode_steps_create_no_device_buffer() {
         return;
     }
     for split in [false, true] {
-        let (warm, after) = if split { with_max_binding_bytes(256, || created_after_warm_up(true)) } else { created_after_warm_up(false) };
+        let (warm, after, rows) = if split { with_max_binding_bytes(256, || created_after_warm_up(true)) } else { created_after_warm_up(false) };
+        // 12 tokens: one LM head block unsplit, 4 blocks of 3 rows at 256 bytes.
+        assert_eq!(rows < 12, split, "split {split}: {rows} rows per LM head block");
         assert!(warm > 0);
         assert!(after.iter().all(|&n| n == warm), "split {split}: buffers created {warm} after warm-up, then {after:?}");
     }

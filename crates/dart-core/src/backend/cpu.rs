@@ -15,11 +15,23 @@ use crate::ops::swiglu::{swiglu_backward, swiglu_forward};
 use crate::optim::{adamw_update, clip_factor, grad_norm, AdamW};
 use std::marker::PhantomData;
 
-pub struct CpuBackend<T>(PhantomData<fn() -> T>);
+pub struct CpuBackend<T> {
+    /// `Backend::max_rows_per_block` (usize::MAX: the LM head in one block).
+    max_rows: usize,
+    _t: PhantomData<fn() -> T>,
+}
 
 impl<T> Default for CpuBackend<T> {
     fn default() -> Self {
-        CpuBackend(PhantomData)
+        CpuBackend { max_rows: usize::MAX, _t: PhantomData }
+    }
+}
+
+impl<T> CpuBackend<T> {
+    /// A cpu backend that runs the LM head in blocks of at most `rows` token
+    /// rows, as wgpu does over the binding limit (for tests of that path).
+    pub fn with_max_rows_per_block(rows: usize) -> Self {
+        CpuBackend { max_rows: rows.max(1), _t: PhantomData }
     }
 }
 
@@ -127,6 +139,16 @@ impl<T: Float> Backend for CpuBackend<T> {
     fn set_seqs(&self, dst: &mut Vec<(usize, usize)>, seqs: &[(usize, usize)], _rows: usize) {
         dst.clear();
         dst.extend_from_slice(seqs);
+    }
+    fn max_rows_per_block(&self, _width: usize) -> usize {
+        self.max_rows
+    }
+    fn slice_rows(&self, dst: &mut Vec<T>, src: &Vec<T>, first: usize, rows: usize, width: usize) {
+        dst.clear();
+        dst.extend_from_slice(&src[first * width..(first + rows) * width]);
+    }
+    fn place_rows(&self, dst: &mut Vec<T>, first: usize, src: &Vec<T>, width: usize) {
+        dst[first * width..first * width + src.len()].copy_from_slice(src);
     }
     fn all_finite(&self, bufs: &[&Vec<T>]) -> Option<bool> {
         Some(bufs.iter().all(|b| b.iter().all(|x| x.is_finite())))

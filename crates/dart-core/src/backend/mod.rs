@@ -148,6 +148,18 @@ pub trait Backend: Send + Sync + 'static {
     fn set_seqs(&self, dst: &mut Self::Seqs, seqs: &[(usize, usize)], rows: usize) {
         *dst = self.new_seqs(seqs, rows);
     }
+    /// The most rows of `width` elements one activation tensor may hold
+    /// (wgpu: the split size, i.e. one binding; cpu: unbounded). The LM head
+    /// runs in blocks of this many token rows so that its logits
+    /// ([rows, vocab]) never exceed it.
+    fn max_rows_per_block(&self, width: usize) -> usize {
+        let _ = width;
+        usize::MAX
+    }
+    /// dst = rows first..first+rows of src (rows of `width`).
+    fn slice_rows(&self, dst: &mut Self::Buf, src: &Self::Buf, first: usize, rows: usize, width: usize);
+    /// Rows first.. of dst = src (rows of `width`; dst holds them already).
+    fn place_rows(&self, dst: &mut Self::Buf, first: usize, src: &Self::Buf, width: usize);
     /// Whether every element is finite, where the backend can tell without a
     /// read-back (None = not checked here; the step's norm check catches it).
     fn all_finite(&self, bufs: &[&Self::Buf]) -> Option<bool>;

@@ -134,6 +134,17 @@ impl Backend for WgpuBackend {
     fn set_seqs(&self, dst: &mut GpuTensor, seqs: &[(usize, usize)], rows: usize) {
         self.ctx().write_u32(dst, &seq_meta(seqs, rows));
     }
+    /// One binding's worth: `split_bytes` / (4 width), at least 1.
+    fn max_rows_per_block(&self, width: usize) -> usize {
+        self.ctx().rows_per_block(width)
+    }
+    fn slice_rows(&self, dst: &mut GpuTensor, src: &GpuTensor, first: usize, rows: usize, width: usize) {
+        self.sized(dst, rows * width);
+        self.ctx().copy_region(dst, 0, src, first * width, rows * width);
+    }
+    fn place_rows(&self, dst: &mut GpuTensor, first: usize, src: &GpuTensor, width: usize) {
+        self.ctx().copy_region(dst, first * width, src, 0, src.len());
+    }
     fn all_finite(&self, _bufs: &[&GpuTensor]) -> Option<bool> {
         None
     }

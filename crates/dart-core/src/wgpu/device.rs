@@ -264,7 +264,9 @@ pub struct GpuContext {
     /// Tensors created with a row width (weights, their gradients and
     /// moments) beyond this many bytes are split into row blocks of at most
     /// this size: `binding_limit`, or less under `DART_WGPU_MAX_BINDING_BYTES`
-    /// / `with_max_binding_bytes` (tests force small blocks this way).
+    /// / `with_max_binding_bytes` (tests force small blocks this way). The
+    /// model computes the logits in blocks of token rows within it too
+    /// (`Backend::max_rows_per_block`).
     pub split_bytes: u64,
     pool: Arc<Mutex<Pool>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
@@ -284,8 +286,9 @@ pub struct GpuContext {
 }
 
 /// Environment variable that lowers the size beyond which weights are split
-/// into row blocks (bytes; at most the device's binding limit). For tests:
-/// a tiny value makes tiny models take the split path.
+/// into row blocks, and the logits into blocks of token rows (bytes; at most
+/// the device's binding limit). For tests: a tiny value makes tiny models
+/// take the split paths.
 pub const MAX_BINDING_ENV: &str = "DART_WGPU_MAX_BINDING_BYTES";
 
 thread_local! {
@@ -442,7 +445,7 @@ impl GpuContext {
         GpuTensor { buf: Some(buf), len, pool: Some(self.pool.clone()), parts: Vec::new(), width: 0 }
     }
 
-    /// Rows of `width` per block of a split tensor.
+    /// Rows of `width` per block of a split tensor (and per LM head block).
     pub fn rows_per_block(&self, width: usize) -> usize {
         ((self.split_bytes / 4) as usize / width.max(1)).max(1)
     }
