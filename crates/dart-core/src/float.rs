@@ -1,6 +1,7 @@
 //! The scalar types the CPU backend computes in: f32 for the product, f64 for
 //! finite-difference gradient checks with the same code.
 use num_traits::Float as NumFloat;
+use std::any::TypeId;
 use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{AddAssign, MulAssign, SubAssign};
@@ -31,4 +32,16 @@ impl Float for f64 {
     fn as_f64(self) -> f64 {
         self
     }
+}
+
+/// `x` as f32 when T is f32: lets an op take a hand-vectorized f32 path
+/// and keep its generic code for f64.
+pub(crate) fn as_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 (same type, same layout) when the ids match.
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+pub(crate) fn as_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as in `as_f32`.
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }

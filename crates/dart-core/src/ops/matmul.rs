@@ -1,6 +1,8 @@
-//! Dense matrix multiply through the `gemm` crate (no hand-rolled BLAS).
+//! Dense matrix multiply through the `gemm` crate, except few-row products
+//! against a weight in f32 (ops::skinny, the decode shape).
 //! Row-major storage; transposes are expressed as strides, never copies.
-use crate::float::Float;
+use super::skinny;
+use crate::float::{as_f32, as_f32_mut, Float};
 use gemm::Parallelism;
 
 /// Work below this many multiply-adds runs on one thread: spawning costs more.
@@ -31,6 +33,14 @@ pub fn matmul<T: Float>(
             c[..m * n].iter_mut().for_each(|x| *x = T::zero());
         }
         return;
+    }
+    // Few rows against a weight stored [n,k]: the decode shape (ops::skinny).
+    if !ta && tb && m <= skinny::MAX_ROWS {
+        if let (Some(c), Some(a), Some(b)) = (as_f32_mut(c), as_f32(a), as_f32(b)) {
+            if skinny::xwt(c, a, b, m, n, k, accumulate) {
+                return;
+            }
+        }
     }
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };

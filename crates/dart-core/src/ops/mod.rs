@@ -8,4 +8,5 @@ pub mod lora;
 pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;
+pub mod skinny;
 pub mod swiglu;
