@@ -3,7 +3,7 @@
 //! log-sum-exp per (row, head) so backward recomputes probabilities instead
 //! of storing the L x L matrix.
 use super::matmul::matmul;
-use crate::float::Float;
+use crate::float::{as_f32, as_f32_mut, Float};
 use rayon::prelude::*;
 
 /// A pointer shared by tasks that write disjoint parts of one buffer.
@@ -39,11 +39,21 @@ fn tasks(seqs: &[(usize, usize)], kv_heads: usize) -> Vec<(usize, usize, usize)>
     seqs.iter().flat_map(|&(s, l)| (0..kv_heads).map(move |g| (s, l, g))).collect()
 }
 
+/// Dot product in eight independent partial sums, which the compiler turns
+/// into vector lanes (one running sum cannot be reordered, so stays scalar).
 #[inline]
 fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let mut s = T::zero();
-    for i in 0..a.len() {
-        s += a[i] * b[i];
+    let (ac, at) = a.as_chunks::<8>();
+    let (bc, bt) = b[..a.len()].as_chunks::<8>();
+    let mut acc = [T::zero(); 8];
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (&x, &y) in at.iter().zip(bt) {
+        s += x * y;
     }
     s
 }
@@ -187,36 +197,129 @@ pub fn attention_backward<T: Float>(
 /// row's own key and value). `rows[r] = (cache index, position)`;
 /// `caches[c] = (keys, values)`, each [capacity, kv_heads*head_dim].
 pub fn attention_cached<T: Float>(out: &mut [T], q: &[T], caches: &[(&[T], &[T])], rows: &[(usize, usize)], sh: AttnShape) {
-    let (hd, h_all, kvh) = (sh.head_dim, sh.heads, sh.kv_heads);
-    let (qw, kw) = (h_all * hd, kvh * hd);
-    let scale = T::from_f64(sh.scale());
+    let qw = sh.heads * sh.head_dim;
+    let fast = avx512::supports(sh);
     out.par_chunks_mut(qw).zip(q.par_chunks(qw)).zip(rows.par_iter()).for_each(|((o, qr), &(c, pos))| {
         let (k, v) = caches[c];
-        let mut p = vec![T::zero(); pos + 1];
-        for h in 0..h_all {
-            let g = h / sh.group();
-            let qi = &qr[h * hd..(h + 1) * hd];
-            let mut m = T::neg_infinity();
-            for j in 0..=pos {
-                p[j] = dot(qi, &k[j * kw + g * hd..][..hd]) * scale;
-                m = m.max(p[j]);
-            }
-            let mut sum = T::zero();
-            for pj in p.iter_mut() {
-                *pj = (*pj - m).exp();
-                sum += *pj;
-            }
-            let inv = sum.recip();
-            let oh = &mut o[h * hd..(h + 1) * hd];
-            oh.iter_mut().for_each(|x| *x = T::zero());
-            for j in 0..=pos {
-                let w = p[j] * inv;
-                for (d, &vv) in oh.iter_mut().zip(&v[j * kw + g * hd..][..hd]) {
-                    *d += w * vv;
-                }
+        if fast {
+            if let (Some(o), Some(qr), Some(k), Some(v)) = (as_f32_mut(o), as_f32(qr), as_f32(k), as_f32(v)) {
+                // SAFETY: `supports` checked the CPU features and the head size.
+                unsafe { avx512::cached_row(o, qr, k, v, pos + 1, sh) };
+                return;
             }
         }
+        cached_row(o, qr, k, v, pos + 1, sh)
     });
+}
+
+/// One query row against `len` cached positions, per kv head: the scores of
+/// the group's query heads [group, len], then their softmax-weighted values.
+fn cached_row<T: Float>(o: &mut [T], qr: &[T], k: &[T], v: &[T], len: usize, sh: AttnShape) {
+    let (hd, gs) = (sh.head_dim, sh.group());
+    let kw = sh.kv_heads * hd;
+    let scale = T::from_f64(sh.scale());
+    let mut p = vec![T::zero(); len];
+    for h in 0..sh.heads {
+        let g = h / gs;
+        let qh = &qr[h * hd..(h + 1) * hd];
+        for (j, pj) in p.iter_mut().enumerate() {
+            *pj = dot(qh, &k[j * kw + g * hd..][..hd]) * scale;
+        }
+        let inv = softmax_unnormalized(&mut p);
+        let oh = &mut o[h * hd..(h + 1) * hd];
+        oh.iter_mut().for_each(|x| *x = T::zero());
+        for (j, &pj) in p.iter().enumerate() {
+            let w = pj * inv;
+            for (d, &vv) in oh.iter_mut().zip(&v[j * kw + g * hd..][..hd]) {
+                *d += w * vv;
+            }
+        }
+    }
+}
+
+/// p <- exp(p - max p); returns 1 / sum.
+#[inline]
+fn softmax_unnormalized<T: Float>(p: &mut [T]) -> T {
+    let m = p.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+    let mut sum = T::zero();
+    for x in p.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    sum.recip()
+}
+
+/// Decode attention in f32 with 512-bit vectors: a head's query (or its
+/// output) stays in registers while the cached keys (values) stream past.
+mod avx512 {
+    use super::{softmax_unnormalized, AttnShape};
+
+    /// Whether `cached_row` runs here for this shape: AVX-512 and a head
+    /// size of 16, 32, 64 or 128 (whole registers).
+    pub(super) fn supports(sh: AttnShape) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            matches!(sh.head_dim, 16 | 32 | 64 | 128) && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = sh;
+            false
+        }
+    }
+
+    /// SAFETY: only after `supports(sh)`.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) unsafe fn cached_row(o: &mut [f32], qr: &[f32], k: &[f32], v: &[f32], len: usize, sh: AttnShape) {
+        match sh.head_dim / 16 {
+            1 => row::<1>(o, qr, k, v, len, sh),
+            2 => row::<2>(o, qr, k, v, len, sh),
+            4 => row::<4>(o, qr, k, v, len, sh),
+            _ => row::<8>(o, qr, k, v, len, sh),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) unsafe fn cached_row(_: &mut [f32], _: &[f32], _: &[f32], _: &[f32], _: usize, _: AttnShape) {
+        unreachable!("supports() is false off x86_64")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn row<const D: usize>(o: &mut [f32], qr: &[f32], k: &[f32], v: &[f32], len: usize, sh: AttnShape) {
+        use std::arch::x86_64::*;
+        let (hd, gs) = (sh.head_dim, sh.group());
+        let kw = sh.kv_heads * hd;
+        assert!(k.len() >= (len - 1) * kw + hd * sh.kv_heads && v.len() >= (len - 1) * kw + hd * sh.kv_heads && o.len() >= sh.heads * hd);
+        let scale = sh.scale() as f32;
+        let mut p = vec![0f32; len];
+        for h in 0..sh.heads {
+            let off = (h / gs) * hd;
+            let (kp, vp) = (k.as_ptr().add(off), v.as_ptr().add(off));
+            let mut qv = [_mm512_setzero_ps(); D];
+            for (c, x) in qv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(qr.as_ptr().add(h * hd + 16 * c));
+            }
+            for (j, pj) in p.iter_mut().enumerate() {
+                let kj = kp.add(j * kw);
+                let mut acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
+                for (c, &x) in qv.iter().enumerate().skip(1) {
+                    acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(kj.add(16 * c)), acc);
+                }
+                *pj = _mm512_reduce_add_ps(acc) * scale;
+            }
+            let inv = _mm512_set1_ps(softmax_unnormalized(&mut p));
+            let mut acc = [_mm512_setzero_ps(); D];
+            for (j, &pj) in p.iter().enumerate() {
+                let (w, vj) = (_mm512_set1_ps(pj), vp.add(j * kw));
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj.add(16 * c)), *a);
+                }
+            }
+            for (c, &a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(o.as_mut_ptr().add(h * hd + 16 * c), _mm512_mul_ps(a, inv));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +350,33 @@ mod tests {
         check_grad(&q, &dq, |q| loss(q, &k, &v));
         check_grad(&k, &dk, |k| loss(&q, k, &v));
         check_grad(&v, &dv, |v| loss(&q, &k, v));
+    }
+
+    /// The f32 decode path (512-bit kernel where the CPU has it) against the
+    /// f64 generic path, for every head size the kernel takes and a few it
+    /// leaves to the generic code.
+    #[test]
+    fn cached_attention_in_f32_matches_f64() {
+        for (hd, heads, kvh) in [(16, 6, 2), (64, 9, 3), (128, 4, 4), (32, 8, 1), (24, 4, 2)] {
+            let sh = AttnShape { heads, kv_heads: kvh, head_dim: hd };
+            let (qw, kw) = (heads * hd, kvh * hd);
+            let cap = 70;
+            let ks: Vec<Vec<f64>> = (0..3).map(|c| rand_vec::<f64>(cap * kw, 10 + c)).collect();
+            let vs: Vec<Vec<f64>> = (0..3).map(|c| rand_vec::<f64>(cap * kw, 20 + c)).collect();
+            let rows = [(0, 0), (1, 17), (2, 69), (0, 40)];
+            let q = rand_vec::<f64>(rows.len() * qw, 30 + hd as u64);
+            let caches: Vec<(&[f64], &[f64])> = ks.iter().zip(&vs).map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+            let mut want = vec![0.0; rows.len() * qw];
+            attention_cached(&mut want, &q, &caches, &rows, sh);
+            let f = |x: &[f64]| x.iter().map(|&y| y as f32).collect::<Vec<f32>>();
+            let (k32, v32): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (ks.iter().map(|k| f(k)).collect(), vs.iter().map(|v| f(v)).collect());
+            let caches32: Vec<(&[f32], &[f32])> = k32.iter().zip(&v32).map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+            let mut got = vec![0f32; rows.len() * qw];
+            attention_cached(&mut got, &f(&q), &caches32, &rows, sh);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((*g as f64 - w).abs() < 1e-5, "head_dim {hd} [{i}]: {g} vs {w}");
+            }
+        }
     }
 
     #[test]
