@@ -16,6 +16,7 @@ use crate::model::DecodeBatch;
 use crate::roles::{Role, RoleRules, RoleTracker, Transition};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// Routes per role (P, R, A, O) of each agent, and which agent writes R and A.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,12 +258,20 @@ impl<T: Float> Session<T> {
                 let items: Vec<Item> = running.iter().map(|&i| self.pending_item(i)).collect();
                 let logits = self.decode(engine, &items)?;
                 let v = engine.config().vocab_size;
+                // Sequences sample in parallel, each from its own RNG, so the
+                // draw does not depend on the thread count.
+                let mut rngs: Vec<&mut ChaCha8Rng> = Vec::with_capacity(running.len());
+                let mut next = running.iter().peekable();
+                for (i, s) in self.seqs.iter_mut().enumerate() {
+                    if next.next_if_eq(&&i).is_some() {
+                        rngs.push(&mut s.rng);
+                    }
+                }
+                let picks: Vec<(i32, f32)> = rngs.into_par_iter().zip(logits.par_chunks(v)).map(|(rng, z)| sample(z, opts, rng)).collect();
                 let mut still = Vec::with_capacity(running.len());
-                for (j, &i) in running.iter().enumerate() {
-                    let z = &logits[j * v..(j + 1) * v];
+                for (&i, &(tok, logp)) in running.iter().zip(&picks) {
                     let s = &mut self.seqs[i];
                     let role = s.tracker.next_role();
-                    let (tok, logp) = sample(z, opts, &mut s.rng);
                     s.tokens.push(tok);
                     s.roles.push(role);
                     s.routes.push(self.plan.writer_route(role));
@@ -367,19 +376,19 @@ impl<T: Float> Session<T> {
 /// policy itself (temperature 1, no truncation), the quantity training
 /// recomputes.
 fn sample<T: Float>(z: &[T], o: &SampleOptions, rng: &mut ChaCha8Rng) -> (i32, f32) {
-    let zf: Vec<f64> = z.iter().map(|x| x.as_f64()).collect();
-    let m = zf.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     // The same arithmetic as ops::logprob, so the recorded logprob is the
     // one training recomputes.
     let mt = z.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
     let s: f64 = z.iter().map(|&x| (x - mt).as_f64().exp()).sum();
     let lse = mt + T::from_f64(s.ln());
     let logp = |t: usize| (z[t] - lse).as_f64() as f32;
-    let argmax = || zf.iter().enumerate().fold(0, |b, (i, &x)| if x > zf[b] { i } else { b });
     if o.temperature == 0.0 {
-        let t = argmax();
+        // First index of the maximum (greedy needs no f64 copy of the logits).
+        let t = z.iter().enumerate().fold(0, |b, (i, &x)| if x > z[b] { i } else { b });
         return (t as i32, logp(t));
     }
+    let zf: Vec<f64> = z.iter().map(|x| x.as_f64()).collect();
+    let m = mt.as_f64();
     // Candidates sorted by logit when truncating, else the whole vocabulary.
     let mut idx: Vec<usize> = (0..zf.len()).collect();
     if o.top_k > 0 || o.top_p < 1.0 {
