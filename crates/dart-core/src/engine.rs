@@ -6,6 +6,7 @@
 //! pool, so the thread count (and with it the cpu result) is fixed.
 use crate::adapter::{Adapter, AdapterSpec};
 use crate::backend::cpu::CpuBackend;
+use crate::backend::huge_pages::copy_to_huge_pages;
 use crate::backend::{Backend, BackendInfo, BackendKind};
 use crate::batch::Packed;
 use crate::config::ModelConfig;
@@ -73,6 +74,12 @@ macro_rules! with_model {
 }
 
 /// Host values between the engine's type and a backend's (identity for cpu).
+/// The cpu backend's model, its weights moved onto huge pages (decode
+/// streams them every step; see backend::huge_pages).
+fn cpu_exec<T: Float>(cfg: &ModelConfig, w: &Weights<T>) -> Exec<T> {
+    Exec::Cpu(Model::new(CpuBackend::default(), cfg.clone(), w.map(|x| copy_to_huge_pages(x))))
+}
+
 pub(crate) fn cast<A: Float, B: Float>(x: &[A]) -> Vec<B> {
     x.iter().map(|&v| B::from_f64(v.as_f64())).collect()
 }
@@ -131,10 +138,10 @@ impl<T: Float> Engine<T> {
                     "backend wgpu computes in f32; an f64 engine runs on the cpu backend only".into(),
                 ));
             }
-            return Ok(Exec::Cpu(Model::new(CpuBackend::default(), cfg.clone(), w)));
+            return Ok(cpu_exec(cfg, &w));
         }
         match crate::gpu::select_backend(kind, None)? {
-            None => Ok(Exec::Cpu(Model::new(CpuBackend::default(), cfg.clone(), w))),
+            None => Ok(cpu_exec(cfg, &w)),
             Some(ctx) => {
                 let b = crate::gpu::WgpuBackend::new(ctx);
                 // Matrices go up in rows (split into row blocks beyond the binding limit).
@@ -152,7 +159,7 @@ impl<T: Float> Engine<T> {
         if kind == BackendKind::Wgpu {
             return Err(DartError::InvalidArgument("backend wgpu: this build has no wgpu support (feature \"wgpu\")".into()));
         }
-        Ok(Exec::Cpu(Model::new(CpuBackend::default(), cfg.clone(), w)))
+        Ok(cpu_exec(cfg, &w))
     }
 
     pub fn random(cfg: ModelConfig, seed: u64, opts: &EngineOptions) -> Result<Self> {

@@ -5,6 +5,7 @@
 //! buffers with the WGSL kernels (f32). One method per op, mirroring
 //! `crate::ops` argument for argument, with buffers in place of slices.
 pub mod cpu;
+pub mod huge_pages;
 
 use crate::error::{DartError, Result};
 use crate::float::Float;
