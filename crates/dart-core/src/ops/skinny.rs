@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 /// Above this many rows of X the packed `gemm` path is as fast or faster.
-pub const MAX_ROWS: usize = 128;
+pub const MAX_ROWS: usize = 256;
 /// Below this depth the dot products are too short to pay for their final
 /// horizontal sums (the LoRA up-projection, k = rank): gemm does better.
 pub const MIN_DEPTH: usize = 64;
@@ -183,7 +183,7 @@ mod tests {
         }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let mut seed = 0;
-        for &(m, n, k) in &[(1, 1, 64), (3, 5, 65), (4, 4, 80), (5, 9, 97), (7, 13, 333), (16, 70, 100), (17, 600, 75), (128, 67, 200)] {
+        for &(m, n, k) in &[(1, 1, 64), (3, 5, 65), (4, 4, 80), (5, 9, 97), (7, 13, 333), (16, 70, 100), (17, 600, 75), (128, 67, 200), (256, 21, 64)] {
             for acc in [false, true] {
                 seed += 1;
                 let x = rand_vec::<f32>(m * k, seed);
