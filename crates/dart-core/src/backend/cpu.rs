@@ -267,8 +267,15 @@ impl<T: Float> Backend for CpuBackend<T> {
         let (k, v) = &mut kv.caches[cache];
         for buf in k.iter_mut().chain(v.iter_mut()) {
             if buf.len() < positions * kw {
+                // Capacity doubles (a large block grows by remapping, not
+                // copying); only the positions asked for are zero-filled, so a
+                // batch crossing a power of two does not write the whole new
+                // capacity at once.
                 let cap = (positions.next_power_of_two().max(64)) * kw;
-                buf.resize(cap, T::zero());
+                if buf.capacity() < cap {
+                    buf.reserve_exact(cap - buf.len());
+                }
+                buf.resize(positions * kw, T::zero());
             }
         }
     }
