@@ -13,6 +13,7 @@ with std 0.02 so it is not zero), then
     the decode time is from the end of the first step (prompt encoded, first
     token chosen) to the end: b*N tokens, the same split dart-bench uses
     (generate(1) then generate(N));
+  - long-context decode: batch 16 after 1000-token prompts (`long` in the configs);
   - prefill: batch 16 x 128-token prompts, time of `generate(max_new_tokens=1)`.
 
 Writes {"available": true, "configs": {name: {...}}, ...} to --out, or
@@ -104,25 +105,28 @@ def main() -> int:
 
             run(2, c["prompt_len"], 3)  # warm-up
             N = c["max_new_tokens"]
-            decode = {}
-            for b in c["batches"]:
+
+            def decode_at(b: int, plen: int):
                 times, encode = [], []
                 total = 0.0
                 while not times or (total < c["min_time"] and len(times) < c["max_reps"]):
-                    t0, steps, t1 = run(b, c["prompt_len"], N + 1)
+                    t0, steps, t1 = run(b, plen, N + 1)
                     assert len(steps) == N + 1, len(steps)
                     d = steps[-1] - steps[0]
                     times.append(d)
                     encode.append(steps[0] - t0)
                     total += d
                 med = statistics.median(times)
-                decode[str(b)] = {
-                    "batch": b, "new_tokens": b * N, "median_s": med, "all_s": times,
+                print(f"  transformers decode batch {b:>2} after {plen}: {b * N} tokens in {med:.3f}s = {b * N / med:.1f} tok/s "
+                      f"({1e3 * med / N:.2f} ms/step; reps {len(times)})", flush=True)
+                return {
+                    "batch": b, "prompt_len": plen, "new_tokens": b * N, "median_s": med, "all_s": times,
                     "ms_per_step": round(1e3 * med / N, 3), "tokens_per_s": round(b * N / med, 1),
                     "prompt_encode_median_s": statistics.median(encode),
                 }
-                print(f"  transformers decode batch {b:>2}: {b * N} tokens in {med:.3f}s = {b * N / med:.1f} tok/s "
-                      f"({1e3 * med / N:.2f} ms/step; reps {len(times)})", flush=True)
+
+            decode = {str(b): decode_at(b, c["prompt_len"]) for b in c["batches"]}
+            long_decode = decode_at(c["long"]["batch"], c["long"]["prompt_len"]) if "long" in c else None
             pf = c["prefill"]
             times = []
             total = 0.0
@@ -135,6 +139,7 @@ def main() -> int:
             print(f"  transformers prefill {pf['batch']} x {pf['prompt_len']}: {med:.3f}s = {n / med:.0f} tok/s", flush=True)
             results[name] = {
                 "decode": decode,
+                "long_decode": long_decode,
                 "prefill": {"batch": pf["batch"], "prompt_len": pf["prompt_len"], "median_s": med, "all_s": times,
                             "tokens_per_s": round(n / med, 1)},
             }

@@ -11,6 +11,8 @@
 //!     of `prompt_len` tokens; `generate(max_new_tokens = 1)` encodes the
 //!     prompts (not timed as decode), then `generate(max_new_tokens = N)` is
 //!     the decode time: tokens/s = batch * N / that time;
+//!   - long-context decode: the same at batch 16 after 1000-token prompts
+//!     (`long_decode`: rollouts are long; there the KV cache dominates);
 //!   - prefill tokens/s: batch 16 x 128-token prompts, time of
 //!     `generate(max_new_tokens = 1)` (encode + LM head of the last rows + one sample).
 //! Greedy (temperature 0), no eos, role tags that random models do not write,
@@ -40,6 +42,10 @@ const BATCHES: [usize; 3] = [1, 16, 64];
 const PREFILL_BATCH: usize = 16;
 const PREFILL_LEN: usize = 128;
 const PROMPT_LEN: usize = 32;
+/// A rollout-length context: batch 16 decoding after 1000-token prompts
+/// (KV cache streaming and growth dominate here, not the weights).
+const LONG_BATCH: usize = 16;
+const LONG_PROMPT: usize = 1000;
 /// Issue 4 target: ours / transformers tokens/s at batch 16 >= 2.
 const TARGET_RATIO_B16: f64 = 2.0;
 
@@ -80,6 +86,7 @@ fn configs_json(quick: bool) -> Value {
                 "name": c.name, "hf_config": c.hf, "batches": BATCHES, "prompt_len": PROMPT_LEN,
                 "max_new_tokens": c.max_new_tokens, "min_time": c.min_time, "max_reps": c.max_reps,
                 "prefill": {"batch": PREFILL_BATCH, "prompt_len": PREFILL_LEN},
+                "long": {"batch": LONG_BATCH, "prompt_len": if quick { 64 } else { LONG_PROMPT }},
                 "reference_adapter": reference_adapter_json(),
             })
         })
@@ -212,9 +219,8 @@ fn bench_model(gc: &GenConfig, threads: usize, torch: Option<&Value>, quick: boo
     // Warm-up: one small session (page faults, rope tables, pool start).
     run_session(&engine, &prompts(vocab, 2, PROMPT_LEN, 99), 2);
     let tc = torch.and_then(|t| t.get("configs")).and_then(|c| c.get(gc.name));
-    let mut decode = Vec::new();
-    for &b in &BATCHES {
-        let ps = prompts(vocab, b, PROMPT_LEN, b as u64);
+    let decode_at = |b: usize, prompt_len: usize, theirs: Option<f64>| {
+        let ps = prompts(vocab, b, prompt_len, (b + prompt_len) as u64);
         let mut prefill_s = Vec::new();
         let mut toks = 0;
         let times = repeat(gc.min_time, gc.max_reps, || {
@@ -225,10 +231,9 @@ fn bench_model(gc: &GenConfig, threads: usize, torch: Option<&Value>, quick: boo
         });
         let med = median(&times);
         let tps = toks as f64 / med;
-        let theirs = tc.and_then(|c| c["decode"].get(b.to_string())).and_then(|x| x["tokens_per_s"].as_f64());
         let ratio = theirs.map(|th| tps / th);
         println!(
-            "  decode batch {b:>2}: {toks} tokens in {med:.3}s = {tps:.1} tok/s ({:.2} ms/step; reps {}){}",
+            "  decode batch {b:>2} after {prompt_len}: {toks} tokens in {med:.3}s = {tps:.1} tok/s ({:.2} ms/step; reps {}){}",
             1e3 * med / gc.max_new_tokens as f64,
             times.len(),
             match (theirs, ratio) {
@@ -236,15 +241,21 @@ fn bench_model(gc: &GenConfig, threads: usize, torch: Option<&Value>, quick: boo
                 _ => String::new(),
             }
         );
-        decode.push(json!({
-            "batch": b, "prompt_len": PROMPT_LEN, "new_tokens": toks, "max_new_tokens": gc.max_new_tokens,
+        json!({
+            "batch": b, "prompt_len": prompt_len, "new_tokens": toks, "max_new_tokens": gc.max_new_tokens,
             "median_s": med, "all_s": times, "ms_per_step": round(1e3 * med / gc.max_new_tokens as f64, 3),
             "tokens_per_s": round(tps, 1),
             "prompt_encode_median_s": median(&prefill_s),
             "transformers_tokens_per_s": theirs,
             "ratio_vs_transformers": ratio.map(|r| round(r, 3)),
-        }));
-    }
+        })
+    };
+    let decode: Vec<Value> = BATCHES
+        .iter()
+        .map(|&b| decode_at(b, PROMPT_LEN, tc.and_then(|c| c["decode"].get(b.to_string())).and_then(|x| x["tokens_per_s"].as_f64())))
+        .collect();
+    let long_prompt = if quick { 64 } else { LONG_PROMPT };
+    let long_decode = decode_at(LONG_BATCH, long_prompt, tc.and_then(|c| c["long_decode"]["tokens_per_s"].as_f64()));
     // Prefill.
     let ps = prompts(vocab, PREFILL_BATCH, PREFILL_LEN, 1000);
     let times = repeat(gc.min_time, gc.max_reps, || run_session(&engine, &ps, 0).0);
@@ -272,6 +283,7 @@ fn bench_model(gc: &GenConfig, threads: usize, torch: Option<&Value>, quick: boo
         "hf_config": gc.hf,
         "decode": decode,
         "prefill": prefill,
+        "long_decode": long_decode,
         "ratio_vs_transformers": ratio_by_batch,
         "gemm_per_decode_step": gemm,
         "transformers": tc.cloned(),
