@@ -308,3 +308,76 @@ impl Args {
         }
     }
 }
+
+/// What every bench binary's `run` starts from: its flags, the reference
+/// run (read from `--torch-json`, or why there is none) and the machine
+/// readings taken before the first timed work.
+pub struct RunStart {
+    pub out: String,
+    pub quick: bool,
+    pub threads: usize,
+    pub nproc: usize,
+    pub cpu: String,
+    pub reference: Option<Value>,
+    pub reference_null_reason: Option<String>,
+    pub load_before: Option<String>,
+    pub started: Instant,
+}
+
+impl Args {
+    /// `configs [--quick]` prints `configs(quick)`; `run` calls `run` with
+    /// the shared start (`reference` names the reference in messages);
+    /// anything else prints the usage.
+    pub fn dispatch(&self, configs: impl FnOnce(bool) -> Value, reference: &str, run: impl FnOnce(RunStart)) {
+        let quick = self.flag("--quick");
+        match self.command().as_str() {
+            "configs" => println!("{}", serde_json::to_string_pretty(&configs(quick)).expect("configs are JSON")),
+            "run" => {
+                let out = self.opt("--out").unwrap_or_else(|| (self.usage)());
+                let threads = self.threads();
+                let (reference, reference_null_reason) = load_reference(self.opt("--torch-json"), || self.opt("--torch-null"), reference);
+                // The reference ran first (in its own process): its load
+                // average readings come with it.
+                let load_before = loadavg();
+                run(RunStart { out, quick, threads, nproc: nproc(), cpu: cpu_model(), reference, reference_null_reason, load_before, started: Instant::now() })
+            }
+            _ => (self.usage)(),
+        }
+    }
+}
+
+impl RunStart {
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The machine record of a result: cpu, cores, threads, OS and the load
+    /// average before and now, plus a binary's own `extra` fields.
+    pub fn machine(&self, extra: Value) -> Value {
+        let mut m = json!({
+            "cpu_model": self.cpu, "nproc": self.nproc, "threads_used": self.threads, "os": os(),
+            "loadavg_before": self.load_before, "loadavg_after": loadavg(),
+        });
+        merge(&mut m, extra);
+        m
+    }
+
+    /// A result: the fields every bench writes (schema, name, date, quick,
+    /// machine, git, toolchain, dtype, wall time), then `body`'s.
+    pub fn result(&self, benchmark: &str, machine_extra: Value, body: Value) -> Value {
+        let mut r = json!({
+            "schema": 1, "benchmark": benchmark, "date": utc_now(), "quick": self.quick,
+            "machine": self.machine(machine_extra), "git": git_info(), "toolchain": toolchain(), "dtype": "f32",
+            "wall_s": round(self.elapsed_s(), 1),
+        });
+        merge(&mut r, body);
+        r
+    }
+}
+
+/// Adds the fields of object `extra` to object `into`.
+fn merge(into: &mut Value, extra: Value) {
+    if let (Some(a), Value::Object(b)) = (into.as_object_mut(), extra) {
+        a.extend(b);
+    }
+}

@@ -9,7 +9,7 @@ mod ops_breakdown;
 
 use dart_bench::common::{
     Args,
-    cpu_model, git_info, load_reference, loadavg, median, model_shapes, nproc, os, round, toolchain, train_config_json, transformer_gemm_shapes, utc_now,
+    median, model_shapes, round, train_config_json, transformer_gemm_shapes,
     write_result, GemmShape, Rng, TrainBatch, ALPHA_PER_RANK, DART_RANK, REF_RANK, SPAN_MAX, SPAN_MIN, TARGETS,
 };
 use dart_core::ops::matmul::matmul;
@@ -243,66 +243,39 @@ fn usage() -> ! {
 
 fn main() {
     let args = Args::from_env(usage);
-    let cmd = args.command();
-    let flag = |name: &str| args.flag(name);
-    let opt = |name: &str| args.opt(name);
-    let quick = flag("--quick");
-    match cmd.as_str() {
-        "configs" => println!("{}", serde_json::to_string_pretty(&configs_json(quick)).unwrap()),
-        "run" => {
-            let out = opt("--out").unwrap_or_else(|| usage());
-            let nproc = nproc();
-            let threads = args.threads();
-            let (torch, torch_reason) = load_reference(opt("--torch-json"), || opt("--torch-null"), "torch");
-            let load_before = loadavg();
-            let started = Instant::now();
-            let cpu = cpu_model();
-            println!("dart-bench: {cpu}, nproc {nproc}, {threads} threads{}", if quick { " (quick)" } else { "" });
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
-            let gemm: Vec<Value> = if flag("--skip-gemm") {
-                Vec::new()
-            } else {
-                println!("GEMM (dart_core::ops::matmul::matmul::<f32>, rayon pool of {threads} threads)");
-                transformer_gemm_shapes().iter().map(|c| bench_gemm(&pool, c, quick)).collect()
-            };
-            drop(pool);
-            let only = opt("--only");
-            let models: Vec<Value> = bench_configs(quick).iter().filter(|bc| only.as_deref().is_none_or(|o| o == bc.name)).map(|bc| bench_model(bc, threads, torch.as_ref())).collect();
-            let worst = models.iter().filter_map(|m| m["routing_overhead_ratio"].as_f64()).fold(f64::NAN, f64::max);
-            let result = json!({
-                "schema": 1,
-                "benchmark": "dart-rl engine-cpu",
-                "date": utc_now(),
-                "quick": quick,
-                "machine": {
-                    "cpu_model": cpu,
-                    "cpu_flags": cpu_flags(),
-                    "nproc": nproc,
-                    "threads_used": threads,
-                    "os": os(),
-                    "loadavg_before": load_before,
-                    "loadavg_after": loadavg(),
-                },
-                "git": git_info(),
-                "toolchain": toolchain(),
-                "dtype": "f32",
+    args.dispatch(configs_json, "torch", |st| {
+        let (quick, threads, torch) = (st.quick, st.threads, st.reference.as_ref());
+        println!("dart-bench: {}, nproc {}, {threads} threads{}", st.cpu, st.nproc, if quick { " (quick)" } else { "" });
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+        let gemm: Vec<Value> = if args.flag("--skip-gemm") {
+            Vec::new()
+        } else {
+            println!("GEMM (dart_core::ops::matmul::matmul::<f32>, rayon pool of {threads} threads)");
+            transformer_gemm_shapes().iter().map(|c| bench_gemm(&pool, c, quick)).collect()
+        };
+        drop(pool);
+        let only = args.opt("--only");
+        let models: Vec<Value> = bench_configs(quick).iter().filter(|bc| only.as_deref().is_none_or(|o| o == bc.name)).map(|bc| bench_model(bc, threads, torch)).collect();
+        let worst = models.iter().filter_map(|m| m["routing_overhead_ratio"].as_f64()).fold(f64::NAN, f64::max);
+        let result = st.result(
+            "dart-rl engine-cpu",
+            json!({"cpu_flags": cpu_flags()}),
+            json!({
                 "gemm": gemm,
                 "models": models,
                 "routing_overhead_ratio": round(worst, 4),
                 "routing_overhead_ratio_definition": "median time of forward+backward+step with DART (2 slots, rank 8 each, routed in alternating spans) / the same with one rank-16 adapter on every token; same tokens and targets; measured interleaved in one run; the top-level value is the worst over models",
                 "routing_overhead_target": ROUTING_TARGET,
                 "routing_overhead_ok": worst <= ROUTING_TARGET,
-                "torch": torch.as_ref().map(|t| json!({
+                "torch": torch.map(|t| json!({
                     "torch_version": t.get("torch_version"), "transformers_version": t.get("transformers_version"),
                     "peft_version": t.get("peft_version"), "threads": t.get("threads"), "attn_implementation": t.get("attn_implementation"),
                     "note": t.get("note"),
                 })),
-                "torch_null_reason": torch_reason,
-                "wall_s": round(started.elapsed().as_secs_f64(), 1),
-            });
-            write_result(&out, &result);
-            println!("routing_overhead_ratio (worst) {:.3} (target <= {ROUTING_TARGET}); wrote {out} in {:.0}s", worst, started.elapsed().as_secs_f64());
-        }
-        _ => usage(),
-    }
+                "torch_null_reason": st.reference_null_reason,
+            }),
+        );
+        write_result(&st.out, &result);
+        println!("routing_overhead_ratio (worst) {:.3} (target <= {ROUTING_TARGET}); wrote {} in {:.0}s", worst, st.out, st.elapsed_s());
+    });
 }

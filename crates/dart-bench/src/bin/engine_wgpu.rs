@@ -22,7 +22,7 @@
 //! DART_WGPU_ADAPTER pins the adapter (substring of its name).
 use dart_bench::common::{
     Args,
-    cpu_model, git_info, load_reference, loadavg, median, model_shapes, nproc, os, round, sh, toolchain, train_config_json, transformer_gemm_shapes,
+    git_info, median, model_shapes, os, round, sh, train_config_json, transformer_gemm_shapes,
     utc_now, write_result, Rng, TrainBatch, ALPHA_PER_RANK, DART_RANK, SPAN_MAX, SPAN_MIN, TARGETS,
 };
 use dart_core::gpu::{GpuContext, GpuOps, GpuTensor, GEMM_TILE};
@@ -379,144 +379,119 @@ fn usage() -> ! {
 
 fn main() {
     let args = Args::from_env(usage);
-    let cmd = args.command();
-    let flag = |name: &str| args.flag(name);
-    let opt = |name: &str| args.opt(name);
-    let quick = flag("--quick");
-    match cmd.as_str() {
-        "configs" => println!("{}", serde_json::to_string_pretty(&configs_json(quick)).unwrap()),
-        "run" => {
-            let out = opt("--out").unwrap_or_else(|| usage());
-            let nproc = nproc();
-            let threads = args.threads();
-            let full = std::env::var("DART_BENCH_FULL").is_ok_and(|v| v == "1");
-            let (torch, torch_reason) = load_reference(opt("--torch-json"), || opt("--torch-null"), "torch GPU");
-            let load_before = loadavg();
-            let started = Instant::now();
-            let cpu = cpu_model();
-            let ctx = match GpuContext::new(None, false) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Recorded, not fatal: `pnpm bench` goes on without a wgpu adapter.
-                    eprintln!("engine_wgpu: no wgpu adapter: {e}");
-                    let result = json!({
-                        "schema": 1, "benchmark": "dart-rl engine-wgpu", "date": utc_now(), "quick": quick,
-                        "machine": {"cpu_model": cpu, "nproc": nproc, "threads_used": threads, "os": os(), "gpu": nvidia_smi(), "loadavg_before": load_before},
-                        "git": git_info(),
-                        "adapter": Value::Null, "adapter_error": format!("{e}"),
-                        "gemm": [], "models": [],
-                        "torch_null_reason": torch_reason,
-                        "gpu_run": Value::Null, "gpu_run_null_reason": format!("no wgpu adapter could be opened: {e}"),
-                        "gpu_run_howto": GPU_HOWTO,
-                    });
-                    write_result(&out, &result);
-                    println!("wrote {out} (no adapter)");
-                    return;
-                }
-            };
-            let adapter = ctx.adapter.clone();
-            let slow_adapter = !adapter.is_gpu;
-            println!(
-                "engine_wgpu: {cpu}, nproc {nproc}, {threads} threads; adapter {} ({}, {}) driver {}{}{}",
-                adapter.name, adapter.device_type, adapter.backend, adapter.driver,
-                if full { "; DART_BENCH_FULL=1" } else { "" },
-                if quick { " (quick)" } else { "" }
-            );
-            if slow_adapter {
-                println!("  the adapter is not a GPU (type {}): numbers for the record only", adapter.device_type);
+    args.dispatch(configs_json, "torch GPU", |st| {
+        let (quick, threads, torch) = (st.quick, st.threads, st.reference.as_ref());
+        let (cpu, nproc, out) = (&st.cpu, st.nproc, &st.out);
+        let full = std::env::var("DART_BENCH_FULL").is_ok_and(|v| v == "1");
+        let ctx = match GpuContext::new(None, false) {
+            Ok(c) => c,
+            Err(e) => {
+                // Recorded, not fatal: `pnpm bench` goes on without a wgpu adapter.
+                eprintln!("engine_wgpu: no wgpu adapter: {e}");
+                let result = json!({
+                    "schema": 1, "benchmark": "dart-rl engine-wgpu", "date": utc_now(), "quick": quick,
+                    "machine": {"cpu_model": cpu, "nproc": nproc, "threads_used": threads, "os": os(), "gpu": nvidia_smi(), "loadavg_before": st.load_before},
+                    "git": git_info(),
+                    "adapter": Value::Null, "adapter_error": format!("{e}"),
+                    "gemm": [], "models": [],
+                    "torch_null_reason": st.reference_null_reason,
+                    "gpu_run": Value::Null, "gpu_run_null_reason": format!("no wgpu adapter could be opened: {e}"),
+                    "gpu_run_howto": GPU_HOWTO,
+                });
+                write_result(&out, &result);
+                println!("wrote {out} (no adapter)");
+                return;
             }
-            let ops = GpuOps::new(ctx);
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
-            let gemm: Vec<Value> = if flag("--skip-gemm") {
-                Vec::new()
-            } else {
-                println!("GEMM: wgpu (GpuOps::matmul, {GEMM_TILE}x{GEMM_TILE} tiles) vs cpu (ops::matmul::matmul::<f32>, {threads} threads)");
-                let mut rows: Vec<Value> = Vec::new();
-                for c in gemm_cases() {
-                    let seen = rows.iter().filter_map(|r| r["wgpu_gflops"].as_f64()).fold(f64::NAN, f64::max);
-                    let compiled = rows.iter().any(|r| r["b_transposed"] == c.tb && r["wgpu_gflops"].is_number());
-                    rows.push(bench_gemm(&ops, &pool, &c, quick, slow_adapter, full, seen, compiled, torch.as_ref()));
-                }
-                rows
-            };
-            let seen_gflops = gemm.iter().filter_map(|r| r["wgpu_gflops"].as_f64()).fold(f64::NAN, f64::max);
-            drop(pool);
-            drop(ops);
-            let only = opt("--only");
-            let models: Vec<Value> = bench_configs(quick)
-                .iter()
-                .filter(|bc| only.as_deref().is_none_or(|o| o == bc.name))
-                .map(|bc| bench_model(bc, threads, slow_adapter, full, quick, seen_gflops, torch.as_ref()))
-                .collect();
-            let g4096 = gemm.iter().find(|g| g["m"] == 4096 && g["n"] == 4096 && g["k"] == 4096);
-            let r4096 = g4096.and_then(|g| g["ratio_vs_torch_fp32"].as_f64());
-            let gpu_run = if adapter.is_gpu {
-                json!({
-                    "device": nvidia_smi().unwrap_or_else(|| adapter.name.clone()),
-                    "adapter": adapter.name,
-                    "gemm_4096_wgpu_gflops": g4096.and_then(|g| g.get("wgpu_gflops")).cloned(),
-                    "gemm_4096_torch_fp32_gflops": g4096.and_then(|g| g.get("torch_fp32_gflops")).cloned(),
-                    "gemm_4096_ratio_vs_torch": r4096,
-                    "torch_reference": torch.is_some(),
-                })
-            } else {
-                Value::Null
-            };
-            let gpu_run_null_reason = (!adapter.is_gpu).then(|| {
-                std::env::var("DART_BENCH_GPU_NULL_REASON").unwrap_or_else(|_| {
-                    format!(
-                        "no GPU machine was lent to this task: the only wgpu adapter here is {} (type {}, a CPU Vulkan driver)",
-                        adapter.name, adapter.device_type
-                    )
-                })
-            });
-            let result = json!({
-                "schema": 1,
-                "benchmark": "dart-rl engine-wgpu",
-                "date": utc_now(),
-                "quick": quick,
-                "full": full,
-                "machine": {
-                    "cpu_model": cpu,
-                    "nproc": nproc,
-                    "threads_used": threads,
-                    "os": os(),
-                    "gpu": nvidia_smi(),
-                    "loadavg_before": load_before,
-                    "loadavg_after": loadavg(),
-                },
-                "git": git_info(),
-                "toolchain": toolchain(),
-                "adapter": {
-                    "name": adapter.name,
-                    "type": adapter.device_type,
-                    "backend": adapter.backend,
-                    "driver": adapter.driver,
-                    "is_gpu": adapter.is_gpu,
-                    "pinned_by": std::env::var("DART_WGPU_ADAPTER").ok(),
-                    "note": if adapter.is_gpu { "a real GPU" } else { "a CPU rasterizer (e.g. Mesa lavapipe): numbers for the record only, not GPU performance" },
-                },
-                "dtype": "f32",
-                "gemm": gemm,
-                "gemm_definition": "GFLOPS = 2mnk / median seconds per call; wgpu: batches of calls recorded back to back, then a 1-element copy read back (the wait, without reading C); the first call (pipeline compile + full read-back) is not timed and is checked against the cpu result; cpu: ops::matmul::matmul::<f32> on the same data and layout (B [n,k] when b_transposed), same run",
-                "models": models,
-                "models_definition": "tokens/s = batch tokens / median seconds of forward + backward + AdamW step (DART: two rank-8 slots routed in spans, all 7 targets), wgpu Engine and cpu Engine interleaved in the same run; on wgpu backward only records work (no read-back), so the split between backward and step is not meaningful, the total is",
-                "gemm_4096_ratio_vs_torch": r4096,
-                "gemm_4096_ratio_target": GEMM_4096_TARGET,
-                "torch": torch.as_ref().map(|t| json!({
-                    "torch_version": t.get("torch_version"), "transformers_version": t.get("transformers_version"),
-                    "peft_version": t.get("peft_version"), "cuda_device": t.get("cuda_device"),
-                    "allow_tf32": t.get("allow_tf32"), "attn_implementation": t.get("attn_implementation"), "note": t.get("note"),
-                })),
-                "torch_null_reason": torch_reason,
-                "gpu_run": gpu_run,
-                "gpu_run_null_reason": gpu_run_null_reason,
-                "gpu_run_howto": GPU_HOWTO,
-                "wall_s": round(started.elapsed().as_secs_f64(), 1),
-            });
-            write_result(&out, &result);
-            println!("wrote {out} in {:.0}s", started.elapsed().as_secs_f64());
+        };
+        let adapter = ctx.adapter.clone();
+        let slow_adapter = !adapter.is_gpu;
+        println!(
+            "engine_wgpu: {cpu}, nproc {nproc}, {threads} threads; adapter {} ({}, {}) driver {}{}{}",
+            adapter.name, adapter.device_type, adapter.backend, adapter.driver,
+            if full { "; DART_BENCH_FULL=1" } else { "" },
+            if quick { " (quick)" } else { "" }
+        );
+        if slow_adapter {
+            println!("  the adapter is not a GPU (type {}): numbers for the record only", adapter.device_type);
         }
-        _ => usage(),
-    }
+        let ops = GpuOps::new(ctx);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+        let gemm: Vec<Value> = if args.flag("--skip-gemm") {
+            Vec::new()
+        } else {
+            println!("GEMM: wgpu (GpuOps::matmul, {GEMM_TILE}x{GEMM_TILE} tiles) vs cpu (ops::matmul::matmul::<f32>, {threads} threads)");
+            let mut rows: Vec<Value> = Vec::new();
+            for c in gemm_cases() {
+                let seen = rows.iter().filter_map(|r| r["wgpu_gflops"].as_f64()).fold(f64::NAN, f64::max);
+                let compiled = rows.iter().any(|r| r["b_transposed"] == c.tb && r["wgpu_gflops"].is_number());
+                rows.push(bench_gemm(&ops, &pool, &c, quick, slow_adapter, full, seen, compiled, torch));
+            }
+            rows
+        };
+        let seen_gflops = gemm.iter().filter_map(|r| r["wgpu_gflops"].as_f64()).fold(f64::NAN, f64::max);
+        drop(pool);
+        drop(ops);
+        let only = args.opt("--only");
+        let models: Vec<Value> = bench_configs(quick)
+            .iter()
+            .filter(|bc| only.as_deref().is_none_or(|o| o == bc.name))
+            .map(|bc| bench_model(bc, threads, slow_adapter, full, quick, seen_gflops, torch))
+            .collect();
+        let g4096 = gemm.iter().find(|g| g["m"] == 4096 && g["n"] == 4096 && g["k"] == 4096);
+        let r4096 = g4096.and_then(|g| g["ratio_vs_torch_fp32"].as_f64());
+        let gpu_run = if adapter.is_gpu {
+            json!({
+                "device": nvidia_smi().unwrap_or_else(|| adapter.name.clone()),
+                "adapter": adapter.name,
+                "gemm_4096_wgpu_gflops": g4096.and_then(|g| g.get("wgpu_gflops")).cloned(),
+                "gemm_4096_torch_fp32_gflops": g4096.and_then(|g| g.get("torch_fp32_gflops")).cloned(),
+                "gemm_4096_ratio_vs_torch": r4096,
+                "torch_reference": torch.is_some(),
+            })
+        } else {
+            Value::Null
+        };
+        let gpu_run_null_reason = (!adapter.is_gpu).then(|| {
+            std::env::var("DART_BENCH_GPU_NULL_REASON").unwrap_or_else(|_| {
+                format!(
+                    "no GPU machine was lent to this task: the only wgpu adapter here is {} (type {}, a CPU Vulkan driver)",
+                    adapter.name, adapter.device_type
+                )
+            })
+        });
+        let result = st.result(
+            "dart-rl engine-wgpu",
+            json!({"gpu": nvidia_smi()}),
+            json!({
+            "full": full,
+            "adapter": {
+                "name": adapter.name,
+                "type": adapter.device_type,
+                "backend": adapter.backend,
+                "driver": adapter.driver,
+                "is_gpu": adapter.is_gpu,
+                "pinned_by": std::env::var("DART_WGPU_ADAPTER").ok(),
+                "note": if adapter.is_gpu { "a real GPU" } else { "a CPU rasterizer (e.g. Mesa lavapipe): numbers for the record only, not GPU performance" },
+            },
+            "dtype": "f32",
+            "gemm": gemm,
+            "gemm_definition": "GFLOPS = 2mnk / median seconds per call; wgpu: batches of calls recorded back to back, then a 1-element copy read back (the wait, without reading C); the first call (pipeline compile + full read-back) is not timed and is checked against the cpu result; cpu: ops::matmul::matmul::<f32> on the same data and layout (B [n,k] when b_transposed), same run",
+            "models": models,
+            "models_definition": "tokens/s = batch tokens / median seconds of forward + backward + AdamW step (DART: two rank-8 slots routed in spans, all 7 targets), wgpu Engine and cpu Engine interleaved in the same run; on wgpu backward only records work (no read-back), so the split between backward and step is not meaningful, the total is",
+            "gemm_4096_ratio_vs_torch": r4096,
+            "gemm_4096_ratio_target": GEMM_4096_TARGET,
+            "torch": torch.map(|t| json!({
+                "torch_version": t.get("torch_version"), "transformers_version": t.get("transformers_version"),
+                "peft_version": t.get("peft_version"), "cuda_device": t.get("cuda_device"),
+                "allow_tf32": t.get("allow_tf32"), "attn_implementation": t.get("attn_implementation"), "note": t.get("note"),
+            })),
+            "torch_null_reason": st.reference_null_reason,
+            "gpu_run": gpu_run,
+            "gpu_run_null_reason": gpu_run_null_reason,
+            "gpu_run_howto": GPU_HOWTO,
+            }),
+        );
+        write_result(out, &result);
+        println!("wrote {out} in {:.0}s", st.elapsed_s());
+    });
 }

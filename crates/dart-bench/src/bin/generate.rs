@@ -20,7 +20,7 @@
 //! See scripts/bench/run.sh (`pnpm bench`).
 use dart_bench::common::{
     Args,
-    cpu_model, git_info, load_reference, loadavg, median, model_shapes, nproc, os, reference_adapter_json, round, toolchain, utc_now, write_result, Rng,
+    median, model_shapes, reference_adapter_json, round, write_result, Rng,
     ALPHA_PER_RANK, DART_RANK, TARGETS,
 };
 use dart_core::generate::{GenPlan, SampleOptions, Session};
@@ -297,49 +297,24 @@ fn usage() -> ! {
 
 fn main() {
     let args = Args::from_env(usage);
-    let cmd = args.command();
-    let flag = |name: &str| args.flag(name);
-    let opt = |name: &str| args.opt(name);
-    let quick = flag("--quick");
-    match cmd.as_str() {
-        "configs" => println!("{}", serde_json::to_string_pretty(&configs_json(quick)).unwrap()),
-        "run" => {
-            let out = opt("--out").unwrap_or_else(|| usage());
-            let nproc = nproc();
-            let threads = args.threads();
-            let (torch, torch_reason) = load_reference(opt("--torch-json"), || opt("--torch-null"), "transformers");
-            // The reference ran first (in its own process): its load average
-            // readings come with it.
-            let load_before = loadavg();
-            let started = Instant::now();
-            let cpu = cpu_model();
-            println!("dart-bench generate: {cpu}, nproc {nproc}, {threads} threads{}", if quick { " (quick)" } else { "" });
-            let only = opt("--only");
-            let models: Vec<Value> = gen_configs(quick)
-                .iter()
-                .filter(|gc| only.as_deref().is_none_or(|o| o == gc.name))
-                .map(|gc| bench_model(gc, threads, torch.as_ref(), quick))
-                .collect();
-            let b16: Vec<f64> = models.iter().filter_map(|m| m["ratio_vs_transformers"]["16"].as_f64()).collect();
-            let worst_b16 = b16.iter().cloned().fold(f64::NAN, f64::min);
-            let result = json!({
-                "schema": 1,
-                "benchmark": "dart-rl generate (cpu)",
-                "date": utc_now(),
-                "quick": quick,
-                "machine": {
-                    "cpu_model": cpu,
-                    "nproc": nproc,
-                    "threads_used": threads,
-                    "os": os(),
-                    "loadavg_before": load_before,
-                    "loadavg_after": loadavg(),
-                    "transformers_loadavg_before": torch.as_ref().and_then(|t| t.get("loadavg_before")).cloned(),
-                    "transformers_loadavg_after": torch.as_ref().and_then(|t| t.get("loadavg_after")).cloned(),
-                },
-                "git": git_info(),
-                "toolchain": toolchain(),
-                "dtype": "f32",
+    args.dispatch(configs_json, "transformers", |st| {
+        let (quick, threads, torch) = (st.quick, st.threads, st.reference.as_ref());
+        println!("dart-bench generate: {}, nproc {}, {threads} threads{}", st.cpu, st.nproc, if quick { " (quick)" } else { "" });
+        let only = args.opt("--only");
+        let models: Vec<Value> = gen_configs(quick)
+            .iter()
+            .filter(|gc| only.as_deref().is_none_or(|o| o == gc.name))
+            .map(|gc| bench_model(gc, threads, torch, quick))
+            .collect();
+        let b16: Vec<f64> = models.iter().filter_map(|m| m["ratio_vs_transformers"]["16"].as_f64()).collect();
+        let worst_b16 = b16.iter().cloned().fold(f64::NAN, f64::min);
+        let result = st.result(
+            "dart-rl generate (cpu)",
+            json!({
+                "transformers_loadavg_before": torch.and_then(|t| t.get("loadavg_before")).cloned(),
+                "transformers_loadavg_after": torch.and_then(|t| t.get("loadavg_after")).cloned(),
+            }),
+            json!({
                 "setup": {
                     "weights": "random (Engine::random seed 1234)",
                     "adapters": [
@@ -350,6 +325,7 @@ fn main() {
                     "role_rules": "open = [vocab-1, vocab-2], close = [vocab-3, vocab-4]; prompts use ids < vocab-4; no eos, no stop sequences; every sequence runs to max_new_tokens (asserted)",
                     "sampling": "greedy (temperature 0); logprob of the chosen token recorded as always",
                     "decode_measure": "per batch: fresh session, add `batch` prompts, generate(max_new_tokens=1) (prompt encode, not counted), then generate(max_new_tokens=N) timed: tokens_per_s = batch*N / time; median over reps",
+                    "long_decode_measure": "the same at batch 16 after 1000-token prompts (crossing 1024 positions, so one KV cache growth is included)",
                     "prefill_measure": "fresh session, 16 prompts x 128 tokens, time of generate(max_new_tokens=1)",
                 },
                 "models": models,
@@ -357,21 +333,20 @@ fn main() {
                 "target_ratio_b16": TARGET_RATIO_B16,
                 "target_ratio_b16_ok": if b16.is_empty() { Value::Null } else { Value::from(worst_b16 >= TARGET_RATIO_B16) },
                 "ratio_definition": "ours / transformers decode tokens per second at the same batch, prompt length, max_new_tokens (greedy, both run to the budget), measured in the same `pnpm bench` run",
-                "transformers": torch.as_ref().map(|t| json!({
+                "transformers": torch.map(|t| json!({
                     "torch_version": t.get("torch_version"), "transformers_version": t.get("transformers_version"),
                     "peft_version": t.get("peft_version"), "threads": t.get("threads"), "attn_implementation": t.get("attn_implementation"),
                     "lora": t.get("lora"), "note": t.get("note"),
                 })),
-                "transformers_null_reason": torch_reason,
-                "wall_s": round(started.elapsed().as_secs_f64(), 1),
-            });
-            write_result(&out, &result);
-            println!(
-                "ratio_vs_transformers at batch 16 (worst over models): {} (target >= {TARGET_RATIO_B16}); wrote {out} in {:.0}s",
-                if b16.is_empty() { "n/a".to_string() } else { format!("{worst_b16:.2}") },
-                started.elapsed().as_secs_f64()
-            );
-        }
-        _ => usage(),
-    }
+                "transformers_null_reason": st.reference_null_reason,
+            }),
+        );
+        write_result(&st.out, &result);
+        println!(
+            "ratio_vs_transformers at batch 16 (worst over models): {} (target >= {TARGET_RATIO_B16}); wrote {} in {:.0}s",
+            if b16.is_empty() { "n/a".to_string() } else { format!("{worst_b16:.2}") },
+            st.out,
+            st.elapsed_s()
+        );
+    });
 }
