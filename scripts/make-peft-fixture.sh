@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate crates/dart-core/tests/fixtures/peft-tiny/ with HF transformers + peft.
+# Regenerate crates/dart-core/tests/fixtures/peft-tiny/ with HF transformers + peft;
+# with --models, crates/dart-core/tests/fixtures/models/ (scripts/make_model_fixtures.py).
 # Creates scripts/.venv-ref (gitignored) from scripts/requirements-ref.txt if missing.
 # CI never runs this; only the committed fixture is used.
 set -euo pipefail
@@ -18,5 +19,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -r "$req"
   echo "$want" > "$stamp"
+fi
+if [ "${1:-}" = "--models" ]; then
+  shift
+  exec "$venv/bin/python" "$here/make_model_fixtures.py" "$@"
 fi
 exec "$venv/bin/python" "$here/make_peft_fixture.py" "$@"

@@ -40,7 +40,8 @@ pub fn breakdown(cfg: &ModelConfig, seqs: usize, seq_len: usize, threads: usize,
     let projs = [(d, qw), (d, kw), (d, kw), (qw, d), (d, f), (d, f), (f, d)];
     let seq_list: Vec<(usize, usize)> = (0..seqs).map(|s| (s * seq_len, seq_len)).collect();
     let pos: Vec<u32> = (0..n).map(|p| (p % seq_len) as u32).collect();
-    let (cos, sin) = rope_tables::<f32>(seq_len.next_power_of_two().max(64), hd, cfg.rope_theta());
+    let (inv_freq, scale) = cfg.rope_inv_freq();
+    let (cos, sin) = rope_tables::<f32>(seq_len.next_power_of_two().max(64), &inv_freq, scale);
     let mut rows: Vec<(&str, f64, f64)> = Vec::new(); // (op, fwd s/iter, bwd s/iter)
 
     // Base projections (forward y = x W^T; backward dx = dy W).

@@ -24,8 +24,53 @@ pub fn load_model<T: Float>(dir: &Path, opts: &EngineOptions) -> Result<Engine<T
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| DartError::io(&cfg_path, e))?;
     let cfg = ModelConfig::from_json(&text)?;
     let store = TensorStore::open_model_dir(dir)?;
-    let w = Weights::build(&cfg, |name, shape| store.get(name, shape))?;
+    let w: Weights<T> = Weights::build(&cfg, |name, shape| store.get(name, shape))?;
+    check_unread_tensors(&cfg, &store, &w)?;
     Engine::new(cfg, w, opts)
+}
+
+/// A tensor in the files that the model does not read means the config and
+/// the weights disagree (e.g. `mlp.gate_proj.bias` without `mlp_bias`):
+/// refused rather than silently dropped. Two kinds are what transformers
+/// itself ignores: RoPE's `rotary_emb.inv_freq` buffers of old checkpoints
+/// (recomputed from the config) and, with tied embeddings, an `lm_head.weight`
+/// equal to the embeddings.
+fn check_unread_tensors<T: Float>(cfg: &ModelConfig, store: &TensorStore, w: &Weights<T>) -> Result<()> {
+    let read: std::collections::HashSet<String> = Weights::<T>::names_shapes(cfg).into_iter().map(|(n, _)| n).collect();
+    let mut unread = Vec::new();
+    for name in store.names() {
+        if read.contains(&name) || name.ends_with("rotary_emb.inv_freq") {
+            continue;
+        }
+        if name == "lm_head.weight" && cfg.tie_word_embeddings {
+            let (_, head) = store.get_any::<T>(&name)?;
+            if head == w.embed {
+                continue;
+            }
+            return Err(DartError::Config(
+                "tie_word_embeddings = true, but the weights hold an lm_head.weight that differs from model.embed_tokens.weight; \
+                 set tie_word_embeddings to false if the head is its own matrix"
+                    .into(),
+            ));
+        }
+        unread.push(name);
+    }
+    if unread.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = unread.iter().take(8).map(String::as_str).collect();
+    Err(DartError::Config(format!(
+        "the weights hold {} tensor(s) that config.json does not describe, so the model would not read them: {}{} \
+         (config: model_type {:?}, attention_bias {:?}, mlp_bias {:?}, tie_word_embeddings {}); \
+         fix config.json so it says what the weights are",
+        unread.len(),
+        shown.join(", "),
+        if unread.len() > shown.len() { ", ..." } else { "" },
+        cfg.model_type.as_deref().unwrap_or("llama"),
+        cfg.attention_bias,
+        cfg.mlp_bias,
+        cfg.tie_word_embeddings
+    )))
 }
 
 /// Writes config.json and model.safetensors (f32) atomically.

@@ -39,6 +39,11 @@ struct LayerActs<B: Backend> {
     q: B::Buf,
     k: B::Buf,
     v: B::Buf,
+    /// Qwen3: q and k before their per-head RMSNorm, and its 1/rms.
+    q_raw: B::Buf,
+    k_raw: B::Buf,
+    rstd_q: B::Buf,
+    rstd_k: B::Buf,
     attn: B::Buf,
     lse: B::Buf,
     x_mid: B::Buf,
@@ -61,6 +66,10 @@ impl<B: Backend> LayerActs<B> {
             q: e(),
             k: e(),
             v: e(),
+            q_raw: e(),
+            k_raw: e(),
+            rstd_q: e(),
+            rstd_k: e(),
             attn: e(),
             lse: e(),
             x_mid: e(),
@@ -135,6 +144,9 @@ struct Cache<B: Backend> {
     d_q: B::Buf,
     d_k: B::Buf,
     d_v: B::Buf,
+    /// Qwen3: dL/d(q, k) before the per-head RMSNorm.
+    d_q_raw: B::Buf,
+    d_k_raw: B::Buf,
     lora: B::Scratch,
 }
 
@@ -162,6 +174,8 @@ impl<B: Backend> Cache<B> {
             d_q: e(),
             d_k: e(),
             d_v: e(),
+            d_q_raw: e(),
+            d_k_raw: e(),
             lora: B::Scratch::default(),
         }
     }
@@ -181,7 +195,8 @@ impl<B: Backend> Rope<B> {
     pub fn ensure(&mut self, b: &B, cfg: &ModelConfig, len: usize) {
         if self.n < len {
             let n = len.next_power_of_two().max(64);
-            let (c, s) = rope_tables::<B::F>(n, cfg.head_dim(), cfg.rope_theta());
+            let (inv_freq, scale) = cfg.rope_inv_freq();
+            let (c, s) = rope_tables::<B::F>(n, &inv_freq, scale);
             self.cos = b.upload_vec(c);
             self.sin = b.upload_vec(s);
             self.n = n;
@@ -235,6 +250,17 @@ pub(crate) fn routed_projection<B: Backend>(
             b.lora_forward(y, &mut us[slot], x, &p.a, &p.b, &groups[slot], B::F::from_f64(a.spec.scale()), dims, scratch);
         }
     }
+}
+
+/// Qwen3's RMSNorm over each head of `x` [rows, heads*head_dim]: afterwards
+/// `x` holds the normalised values and `raw` the input (swapped, so no
+/// copy), `rstd` the 1/rms of each (row, head).
+#[allow(clippy::too_many_arguments)]
+fn head_norm<B: Backend>(b: &B, x: &mut B::Buf, raw: &mut B::Buf, rstd: &mut B::Buf, w: &B::Buf, rows: usize, heads: usize, hd: usize, eps: f64) {
+    std::mem::swap(x, raw);
+    b.zeros(x, rows * heads * hd);
+    b.zeros(rstd, rows * heads);
+    b.rmsnorm_forward(x, rstd, raw, w, hd, eps);
 }
 
 /// The base-gradient projection i of a layer, when the base is trained.
@@ -336,6 +362,10 @@ impl<B: Backend> Model<B> {
             project(&mut a.q, &mut a.lora_u[0], &a.xn1, Proj::Q, s);
             project(&mut a.k, &mut a.lora_u[1], &a.xn1, Proj::K, s);
             project(&mut a.v, &mut a.lora_u[2], &a.xn1, Proj::V, s);
+            if let Some((qn, kn)) = &layer.qk_norm {
+                head_norm(b, &mut a.q, &mut a.q_raw, &mut a.rstd_q, qn, n, sh.heads, hd, cfg.rms_norm_eps);
+                head_norm(b, &mut a.k, &mut a.k_raw, &mut a.rstd_k, kn, n, sh.kv_heads, hd, cfg.rms_norm_eps);
+            }
             b.rope_apply(&mut a.q, &batch.pos, sh.heads, hd, &rope.cos, &rope.sin, false);
             b.rope_apply(&mut a.k, &batch.pos, sh.kv_heads, hd, &rope.cos, &rope.sin, false);
             b.zeros(&mut a.attn, n * qw);
@@ -481,6 +511,19 @@ impl<B: Backend> Model<B> {
             b.attention_backward(&mut c.d_q, &mut c.d_k, &mut c.d_v, &c.d_a, &a.attn, &a.lse, &a.q, &a.k, &a.v, &batch.seqs, sh);
             b.rope_apply(&mut c.d_q, &batch.pos, sh.heads, hd, &rope.cos, &rope.sin, true);
             b.rope_apply(&mut c.d_k, &batch.pos, sh.kv_heads, hd, &rope.cos, &rope.sin, true);
+            if let Some((qn, kn)) = &layer.qk_norm {
+                // Through the per-head RMSNorm: d_q, d_k become dL/d(q, k) of the projections.
+                let (gq, gk) = match gl.as_deref_mut().and_then(|g| g.qk_norm.as_mut()) {
+                    Some((gq, gk)) => (Some(gq), Some(gk)),
+                    None => (None, None),
+                };
+                b.zeros(&mut c.d_q_raw, n * qw);
+                b.rmsnorm_backward(&mut c.d_q_raw, gq, &c.d_q, &a.q_raw, qn, &a.rstd_q, hd);
+                b.zeros(&mut c.d_k_raw, n * kw);
+                b.rmsnorm_backward(&mut c.d_k_raw, gk, &c.d_k, &a.k_raw, kn, &a.rstd_k, hd);
+                std::mem::swap(&mut c.d_q, &mut c.d_q_raw);
+                std::mem::swap(&mut c.d_k, &mut c.d_k_raw);
+            }
             project_back(&mut c.tmp, false, &c.d_q, &a.xn1, &a.lora_u[0], l, Proj::Q, &layer.proj[0], glin(&mut gl, 0), adapters, s);
             project_back(&mut c.tmp, true, &c.d_k, &a.xn1, &a.lora_u[1], l, Proj::K, &layer.proj[1], glin(&mut gl, 1), adapters, s);
             project_back(&mut c.tmp, true, &c.d_v, &a.xn1, &a.lora_u[2], l, Proj::V, &layer.proj[2], glin(&mut gl, 2), adapters, s);
@@ -559,6 +602,10 @@ pub(crate) struct DecodeState<B: Backend> {
     q: B::Buf,
     k: B::Buf,
     v: B::Buf,
+    /// Qwen3: q and k before the per-head RMSNorm, and its 1/rms.
+    q_raw: B::Buf,
+    k_raw: B::Buf,
+    rstd_h: B::Buf,
     attn: B::Buf,
     tmp: B::Buf,
     gate: B::Buf,
@@ -608,6 +655,9 @@ impl<B: Backend> Model<B> {
             q: e(),
             k: e(),
             v: e(),
+            q_raw: e(),
+            k_raw: e(),
+            rstd_h: e(),
             attn: e(),
             tmp: e(),
             gate: e(),
@@ -661,6 +711,10 @@ impl<B: Backend> Model<B> {
             routed_projection(b, cfg, adapters, groups, n, &mut st.q, &mut st.us, &st.xn, l, Proj::Q, proj(Proj::Q), &mut st.lora);
             routed_projection(b, cfg, adapters, groups, n, &mut st.k, &mut st.us, &st.xn, l, Proj::K, proj(Proj::K), &mut st.lora);
             routed_projection(b, cfg, adapters, groups, n, &mut st.v, &mut st.us, &st.xn, l, Proj::V, proj(Proj::V), &mut st.lora);
+            if let Some((qn, kn)) = &layer.qk_norm {
+                head_norm(b, &mut st.q, &mut st.q_raw, &mut st.rstd_h, qn, n, sh.heads, hd, cfg.rms_norm_eps);
+                head_norm(b, &mut st.k, &mut st.k_raw, &mut st.rstd_h, kn, n, sh.kv_heads, hd, cfg.rms_norm_eps);
+            }
             b.rope_apply(&mut st.q, pos, sh.heads, hd, &st.rope.cos, &st.rope.sin, false);
             b.rope_apply(&mut st.k, pos, sh.kv_heads, hd, &st.rope.cos, &st.rope.sin, false);
             b.kv_append(&mut st.kv, l, &st.k, &st.v, rows);

@@ -52,7 +52,7 @@ impl Proj {
         match self {
             Proj::Q | Proj::K | Proj::V => c.qkv_bias(),
             Proj::O => c.o_bias(),
-            _ => false,
+            Proj::Gate | Proj::Up | Proj::Down => c.mlp_bias(),
         }
     }
 }
@@ -69,6 +69,8 @@ pub struct Linear<S> {
 pub struct Layer<S> {
     pub input_norm: S,
     pub post_norm: S,
+    /// Qwen3's per-head RMSNorm weights of q and k ([head_dim] each).
+    pub qk_norm: Option<(S, S)>,
     pub proj: Vec<Linear<S>>,
 }
 
@@ -93,6 +95,10 @@ pub fn weight_names_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
             let p = format!("model.layers.{l}");
             v.push((format!("{p}.input_layernorm.weight"), vec![d]));
             v.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+            if c.qk_norm() {
+                v.push((format!("{p}.self_attn.q_norm.weight"), vec![c.head_dim()]));
+                v.push((format!("{p}.self_attn.k_norm.weight"), vec![c.head_dim()]));
+            }
             for pr in PROJS {
                 let (i, o) = pr.dims(c);
                 v.push((format!("{p}.{}.{}.weight", pr.module(), pr.name()), vec![o, i]));
@@ -127,13 +133,14 @@ impl<S> WeightsOf<S> {
         for _ in 0..c.num_hidden_layers {
             let input_norm = next()?;
             let post_norm = next()?;
+            let qk_norm = if c.qk_norm() { Some((next()?, next()?)) } else { None };
             let mut proj = Vec::with_capacity(7);
             for pr in PROJS {
                 let w = next()?;
                 let b = if pr.has_bias(c) { Some(next()?) } else { None };
                 proj.push(Linear { w, b });
             }
-            layers.push(Layer { input_norm, post_norm, proj });
+            layers.push(Layer { input_norm, post_norm, qk_norm, proj });
         }
         let norm = next()?;
         let lm_head = if c.tie_word_embeddings { None } else { Some(next()?) };
@@ -150,6 +157,7 @@ impl<S> WeightsOf<S> {
                 .map(|l| Layer {
                     input_norm: f(&l.input_norm),
                     post_norm: f(&l.post_norm),
+                    qk_norm: l.qk_norm.as_ref().map(|(q, k)| (f(q), f(k))),
                     proj: l.proj.iter().map(|p| Linear { w: f(&p.w), b: p.b.as_ref().map(&mut f) }).collect(),
                 })
                 .collect(),
@@ -163,6 +171,10 @@ impl<S> WeightsOf<S> {
         for l in &self.layers {
             v.push(&l.input_norm);
             v.push(&l.post_norm);
+            if let Some((q, k)) = &l.qk_norm {
+                v.push(q);
+                v.push(k);
+            }
             for p in &l.proj {
                 v.push(&p.w);
                 if let Some(b) = &p.b {
@@ -182,6 +194,10 @@ impl<S> WeightsOf<S> {
         for l in &mut self.layers {
             v.push(&mut l.input_norm);
             v.push(&mut l.post_norm);
+            if let Some((q, k)) = &mut l.qk_norm {
+                v.push(q);
+                v.push(k);
+            }
             for p in &mut l.proj {
                 v.push(&mut p.w);
                 if let Some(b) = &mut p.b {

@@ -7,6 +7,13 @@ pub fn fixture(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft-tiny").join(p)
 }
 
+/// The model-family fixtures (scripts/make_model_fixtures.py).
+pub const MODEL_FIXTURES: [&str; 4] = ["llama-mlp-bias", "llama3-rope", "qwen3", "yarn-rope"];
+
+pub fn model_fixture(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(p)
+}
+
 pub fn tiny_config(tie: bool, model_type: &str) -> ModelConfig {
     ModelConfig::from_json(&format!(
         r#"{{"model_type":"{model_type}","vocab_size":19,"hidden_size":12,"intermediate_size":10,

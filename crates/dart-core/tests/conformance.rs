@@ -19,7 +19,7 @@ use dart_core::ops::logprob::{logprob_backward, logprob_forward};
 use dart_core::ops::lora::{lora_backward, lora_forward, LoraDims, LoraScratch};
 use dart_core::ops::matmul::matmul;
 use dart_core::ops::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
-use dart_core::ops::rope::{rope_apply, rope_tables};
+use dart_core::ops::rope::{rope_apply, rope_tables, RopeScaling};
 use dart_core::ops::swiglu::{swiglu_backward, swiglu_forward};
 use dart_core::optim::{adamw_step, clip_factor, grad_norm, AdamState, AdamW};
 use rand::{Rng, SeedableRng};
@@ -506,7 +506,8 @@ fn rmsnorm_forward_backward() {
 fn rope_forward_and_inverse() {
     let (heads, hd, rows) = (3, 10, 6);
     let pos = [0u32, 5, 1, 2, 7, 3];
-    let (cos, sin) = rope_tables::<f64>(8, hd, 10000.0);
+    let (inv_freq, _) = RopeScaling::Default.inv_freq(hd, 10000.0);
+    let (cos, sin) = rope_tables::<f64>(8, &inv_freq, 1.0);
     let x = rand_in(rows * heads * hd, 1);
     for inverse in [false, true] {
         let mut want = x.clone();

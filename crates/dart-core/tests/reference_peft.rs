@@ -7,6 +7,8 @@ use common::*;
 use dart_core::checkpoint::{load_adapter, load_model};
 use dart_core::io::TensorStore;
 use dart_core::float::Float;
+use dart_core::ops::rope::RopeScaling;
+use std::path::Path;
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -19,13 +21,20 @@ struct Case {
     logprobs_base: Vec<f64>,
 }
 
-fn case() -> Case {
+fn case(root: &Path) -> Case {
     // serde's camelCase of d_ldlogp is the fixture's "dLdlogp".
-    serde_json::from_str(&std::fs::read_to_string(fixture("case.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(root.join("case.json")).unwrap()).unwrap()
 }
 
+/// A fixture folder in the peft-tiny layout: model/, adapters/{reason,tool}/,
+/// case.json, grads-{reason,tool}.safetensors.
 fn check<T: Float>(rel: f64) {
-    let c = case();
+    check_dir::<T>(&fixture(""), rel)
+}
+
+fn check_dir<T: Float>(root: &Path, rel: f64) {
+    let fixture = |p: &str| root.join(p);
+    let c = case(root);
     let mut e = load_model::<T>(&fixture("model"), &opts(2)).unwrap();
     let base: Vec<f64> = e.forward(&c.tokens, &c.seq_lens, &vec![-1; c.tokens.len()]).unwrap().iter().map(|x| x.as_f64()).collect();
     assert_close("logprobsBase", &base, &c.logprobs_base, rel);
@@ -88,4 +97,72 @@ fn tied_llama_matches_transformers() {
     assert!(e.config().tie_word_embeddings && e.weights().lm_head.is_none());
     let lp: Vec<f64> = e.forward(&x.tokens, &x.seq_lens, &vec![-1; x.tokens.len()]).unwrap();
     assert_close("llama-tied logprobs", &lp, &x.logprobs, 1e-9);
+}
+
+/// The model-family fixtures of scripts/make_model_fixtures.py: Llama with
+/// MLP biases, Llama 3 RoPE scaling, Qwen3 (q/k norm, explicit head_dim) and
+/// YaRN RoPE, each against transformers + peft in f64 and f32.
+#[test]
+fn model_families_match_transformers_peft() {
+    for name in MODEL_FIXTURES {
+        check_dir::<f64>(&model_fixture(name), 1e-9);
+        check_dir::<f32>(&model_fixture(name), 1e-4);
+    }
+}
+
+/// The fixtures really exercise their variant: read as the plain family
+/// (no MLP bias, no RoPE scaling, no q/k norm) they give other logprobs.
+#[test]
+fn model_family_fixtures_depend_on_their_variant() {
+    for (name, edit) in [
+        ("llama-mlp-bias", r#""mlp_bias": false"#),
+        ("llama3-rope", r#""rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}"#),
+        ("yarn-rope", r#""rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}"#),
+    ] {
+        let root = model_fixture(name);
+        let text = std::fs::read_to_string(root.join("model/config.json")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let patch: serde_json::Value = serde_json::from_str(&format!("{{{edit}}}")).unwrap();
+        for (k, x) in patch.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        let cfg = dart_core::ModelConfig::from_json(&v.to_string()).unwrap();
+        let c = case(&root);
+        let store = TensorStore::open_model_dir(&root.join("model")).unwrap();
+        // Weights read under the edited config (extra bias tensors skipped).
+        let w = dart_core::weights::Weights::<f64>::build(&cfg, |n, s| store.get(n, s)).unwrap();
+        let mut e = dart_core::Engine::<f64>::new(cfg, w, &opts(1)).unwrap();
+        let lp = e.forward(&c.tokens, &c.seq_lens, &vec![-1; c.tokens.len()]).unwrap();
+        let diff = lp.iter().zip(&c.logprobs_base).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(diff > 1e-3, "{name}: the plain reading gives the same logprobs (max diff {diff})");
+    }
+}
+
+/// RoPE inverse frequencies and attention factor equal transformers'
+/// ROPE_INIT_FUNCTIONS (f64 port checked against transformers' f32 values
+/// when the fixture was made) for default, linear, llama3 and yarn.
+#[test]
+fn rope_scaling_matches_transformers() {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row {
+        head_dim: usize,
+        max_position_embeddings: usize,
+        rope_parameters: serde_json::Value,
+        inv_freq: Vec<f64>,
+        inv_freq_transformers: Vec<f64>,
+        attention_factor: f64,
+    }
+    let rows: Vec<Row> = serde_json::from_str(&std::fs::read_to_string(model_fixture("rope-scaling.json")).unwrap()).unwrap();
+    assert!(rows.len() >= 8);
+    for r in rows {
+        let what = r.rope_parameters.to_string();
+        let s = RopeScaling::from_json(&r.rope_parameters, r.max_position_embeddings).unwrap();
+        let theta = r.rope_parameters["rope_theta"].as_f64().unwrap();
+        let (inv, att) = s.inv_freq(r.head_dim, theta);
+        assert_close(&format!("{what} inv_freq"), &inv, &r.inv_freq, 1e-12);
+        let rel: Vec<f64> = inv.iter().zip(&r.inv_freq_transformers).map(|(a, b)| (a - b).abs() / a).collect();
+        assert!(rel.iter().all(|&x| x < 1e-6), "{what}: vs transformers' f32 values {rel:?}");
+        assert!((att - r.attention_factor).abs() < 1e-12, "{what}: attention factor {att} vs {}", r.attention_factor);
+    }
 }
