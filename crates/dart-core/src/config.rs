@@ -238,8 +238,10 @@ impl ModelConfig {
             }
         }
         map.retain(|k, _| IMPLEMENTED_KEYS.contains(&k.as_str()));
-        let cfg: ModelConfig =
-            serde_json::from_value(Value::Object(map)).map_err(|e| DartError::Config(format!("config.json: {e}")))?;
+        // serde_path_to_error names the key whose value has the wrong type.
+        let cfg: ModelConfig = serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+            DartError::Config(format!("config.json: {} = {}", e.path(), e.inner()))
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }

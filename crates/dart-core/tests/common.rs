@@ -15,12 +15,31 @@ pub fn model_fixture(p: &str) -> PathBuf {
 }
 
 pub fn tiny_config(tie: bool, model_type: &str) -> ModelConfig {
-    ModelConfig::from_json(&format!(
-        r#"{{"model_type":"{model_type}","vocab_size":19,"hidden_size":12,"intermediate_size":10,
-        "num_hidden_layers":2,"num_attention_heads":3,"num_key_value_heads":1,"rms_norm_eps":1e-6,
-        "rope_theta":10000,"tie_word_embeddings":{tie},"attention_bias":true}}"#
-    ))
-    .unwrap()
+    tiny_config_with(tie, model_type, serde_json::json!({}))
+}
+
+/// `tiny_config` with more config.json keys (e.g. `mlp_bias`, `rope_scaling`).
+pub fn tiny_config_with(tie: bool, model_type: &str, extra: serde_json::Value) -> ModelConfig {
+    let mut c = serde_json::json!({"model_type": model_type, "vocab_size": 19, "hidden_size": 12, "intermediate_size": 10,
+        "num_hidden_layers": 2, "num_attention_heads": 3, "num_key_value_heads": 1, "head_dim": 4, "rms_norm_eps": 1e-6,
+        "rope_theta": 10000, "tie_word_embeddings": tie, "attention_bias": true});
+    for (k, v) in extra.as_object().expect("an object") {
+        c[k] = v.clone();
+    }
+    ModelConfig::from_json(&c.to_string()).unwrap()
+}
+
+/// The architecture variants beyond Qwen2/Llama: Qwen3 (q/k norm) with YaRN
+/// RoPE, and Llama with MLP biases and llama3 RoPE.
+pub fn variant_configs() -> Vec<(&'static str, ModelConfig)> {
+    vec![
+        ("qwen3 yarn", tiny_config_with(false, "qwen3", serde_json::json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4}}))),
+        (
+            "llama mlp_bias llama3",
+            tiny_config_with(false, "llama", serde_json::json!({"mlp_bias": true, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+                "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}})),
+        ),
+    ]
 }
 
 /// The cpu backend (these tests check cpu semantics: f64, bit-identity).

@@ -76,7 +76,9 @@ fn f64s(x: &[f32]) -> Vec<f64> {
 }
 
 fn configs() -> Vec<(&'static str, ModelConfig)> {
-    vec![("qwen2 untied", tiny_config(false, "qwen2")), ("llama tied", tiny_config(true, "llama"))]
+    let mut v = vec![("qwen2 untied", tiny_config(false, "qwen2")), ("llama tied", tiny_config(true, "llama"))];
+    v.extend(variant_configs());
+    v
 }
 
 /// Runs `body` on every backend and returns its outputs by backend (the
@@ -266,6 +268,12 @@ fn peft_fixture_matches_on_every_backend() {
         logprobs: Vec<f64>,
         logprobs_base: Vec<f64>,
     }
+    // peft-tiny (Qwen2) and the model-family fixtures (Llama mlp_bias,
+    // llama3 RoPE, Qwen3, YaRN).
+    let mut roots = vec![fixture("")];
+    roots.extend(MODEL_FIXTURES.iter().map(|m| model_fixture(m)));
+    for root in roots {
+    let fixture = |p: &str| root.join(p);
     let c: Case = serde_json::from_str(&std::fs::read_to_string(fixture("case.json")).unwrap()).unwrap();
     on_each(|name, o| {
         let mut e = load_model::<f32>(&fixture("model"), o).unwrap();
@@ -283,10 +291,11 @@ fn peft_fixture_matches_on_every_backend() {
             let a = e.adapter(slot).unwrap();
             for ((tname, shape), grad) in a.names_shapes().iter().zip(a.grads()) {
                 let want: Vec<f64> = store.get::<f64>(tname, shape).unwrap();
-                assert_close(&format!("{name} {tname}"), &f64s(grad), &want, 1e-4);
+                assert_close(&format!("{name} {} {tname}", root.display()), &f64s(grad), &want, 1e-4);
             }
         }
     });
+    }
 }
 
 /// The LM head in blocks of token rows: wgpu engines whose split size

@@ -47,8 +47,12 @@ fn assert_fd(what: &str, analytic: f64, num: f64) {
 }
 
 fn run(tie: bool, model_type: &str) {
+    run_config(tiny_config(tie, model_type))
+}
+
+fn run_config(cfg: dart_core::ModelConfig) {
     let b = batch();
-    let mut e = Engine::<f64>::random(tiny_config(tie, model_type), 3, &opts(2)).unwrap();
+    let mut e = Engine::<f64>::random(cfg, 3, &opts(2)).unwrap();
     two_adapters(&mut e);
     e.set_train_base(true);
     loss(&mut e, &b);
@@ -88,4 +92,16 @@ fn qwen2_untied_gradients_match_finite_differences() {
 #[test]
 fn llama_tied_gradients_match_finite_differences() {
     run(true, "llama");
+}
+
+/// Qwen3 (per-head q/k RMSNorm, with its weights' base gradients; YaRN RoPE)
+/// and Llama with MLP biases and llama3 RoPE.
+#[test]
+fn variant_gradients_match_finite_differences() {
+    for (name, cfg) in variant_configs() {
+        let names = dart_core::weights::Weights::<f64>::names_shapes(&cfg);
+        let has = |s: &str| names.iter().any(|(n, _)| n.contains(s));
+        assert!(has("q_norm") || has("mlp.up_proj.bias"), "{name}: the variant's tensors exist");
+        run_config(cfg);
+    }
 }
