@@ -12,7 +12,7 @@ use crate::batch::BASE_ROUTE;
 use crate::engine::{Engine, EngineDecodeState};
 use crate::error::{DartError, Result};
 use crate::float::Float;
-use crate::model::DecodeBatch;
+use crate::decode::DecodeBatch;
 use crate::roles::{Role, RoleRules, RoleTracker, Transition};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub(crate) mod decode;
 pub mod engine;
 pub mod generate;
 pub mod error;
