@@ -6,7 +6,7 @@
 //! pool, so the thread count (and with it the cpu result) is fixed.
 use crate::adapter::{Adapter, AdapterSpec};
 use crate::backend::cpu::CpuBackend;
-use crate::backend::huge_pages::copy_to_huge_pages;
+use crate::backend::cpu::huge_pages::copy_to_huge_pages;
 use crate::backend::{Backend, BackendInfo, BackendKind};
 use crate::batch::Packed;
 use crate::config::ModelConfig;
@@ -60,7 +60,7 @@ pub struct StepOptions {
 pub(crate) enum Exec<T: Float> {
     Cpu(Model<CpuBackend<T>>),
     #[cfg(feature = "wgpu")]
-    Wgpu(Model<crate::gpu::WgpuBackend>),
+    Wgpu(Model<crate::backend::wgpu::WgpuBackend>),
 }
 
 /// Runs `$body` with `$m` bound to the model, whichever backend it is on.
@@ -76,7 +76,7 @@ macro_rules! with_model {
 
 /// Host values between the engine's type and a backend's (identity for cpu).
 /// The cpu backend's model, its weights moved onto huge pages (decode
-/// streams them every step; see backend::huge_pages).
+/// streams them every step; see backend::cpu::huge_pages).
 fn cpu_exec<T: Float>(cfg: &ModelConfig, w: &Weights<T>) -> Exec<T> {
     Exec::Cpu(Model::new(CpuBackend::default(), cfg.clone(), w.map(|x| copy_to_huge_pages(x))))
 }
@@ -141,10 +141,10 @@ impl<T: Float> Engine<T> {
             }
             return Ok(cpu_exec(cfg, &w));
         }
-        match crate::gpu::select_backend(kind, None)? {
+        match crate::backend::wgpu::select_backend(kind, None)? {
             None => Ok(cpu_exec(cfg, &w)),
             Some(ctx) => {
-                let b = crate::gpu::WgpuBackend::new(ctx);
+                let b = crate::backend::wgpu::WgpuBackend::new(ctx);
                 // Matrices go up in rows (split into row blocks beyond the binding limit).
                 let shapes = crate::weights::weight_names_shapes(cfg);
                 let mut widths = shapes.iter().map(|(_, s)| *s.last().expect("a shape"));
@@ -550,7 +550,7 @@ impl<T: Float> Engine<T> {
 pub(crate) enum EngineDecodeState<T: Float> {
     Cpu(DecodeState<CpuBackend<T>>),
     #[cfg(feature = "wgpu")]
-    Wgpu(DecodeState<crate::gpu::WgpuBackend>),
+    Wgpu(DecodeState<crate::backend::wgpu::WgpuBackend>),
 }
 
 fn check_moments<T>(ns: &[(String, Vec<usize>)], st: &AdamState<T>) -> Result<()> {

@@ -11,7 +11,6 @@ pub mod engine;
 pub mod generate;
 pub mod error;
 pub mod float;
-#[cfg(feature = "wgpu")] #[path = "wgpu/mod.rs"] pub mod gpu;
 pub mod io;
 pub(crate) mod model;
 pub mod ops;

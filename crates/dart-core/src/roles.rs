@@ -1,5 +1,5 @@
-//! Roles of tokens and the rule that assigns them (DESIGN.md "Roles and
-//! routing"), as data: the tag token sequences that open and close a tool
+//! Roles of tokens and the rule that assigns them (docs/design.md, "Roles
+//! and routing"), as data: the tag token sequences that open and close a tool
 //! call. The same tracker runs while decoding and when a finished trajectory
 //! is re-labelled for training, so the two can never disagree.
 use crate::error::{DartError, Result};

@@ -11,7 +11,7 @@
 //! every test fails, unless DART_SKIP_WGPU=1. DART_WGPU_ADAPTER pins one.
 #![cfg(feature = "wgpu")]
 
-use dart_core::gpu::{seq_meta, GpuContext, GpuOps};
+use dart_core::backend::wgpu::{seq_meta, GpuContext, GpuOps};
 use dart_core::ops::attention::{attention_backward, attention_forward, AttnShape};
 use dart_core::ops::embedding::{embedding_backward, embedding_forward};
 use dart_core::ops::linear::{linear_backward, linear_forward};
@@ -156,7 +156,7 @@ impl Gpu {
     fn ctx(&self) -> &GpuContext {
         &self.0.ctx
     }
-    fn up(&self, x: &[f32]) -> dart_core::gpu::GpuTensor {
+    fn up(&self, x: &[f32]) -> dart_core::backend::wgpu::GpuTensor {
         self.ctx().upload(x)
     }
 }
@@ -306,7 +306,7 @@ impl OpsBackend for Gpu {
     }
 }
 
-fn refs_of(v: &[dart_core::gpu::GpuTensor]) -> Vec<&dart_core::gpu::GpuTensor> {
+fn refs_of(v: &[dart_core::backend::wgpu::GpuTensor]) -> Vec<&dart_core::backend::wgpu::GpuTensor> {
     v.iter().collect()
 }
 
@@ -386,7 +386,7 @@ fn gemm_and_embedding_with_operands_split_into_row_blocks() {
     }
     let shapes = [(3, 5, 7), (17, 9, 33), (70, 65, 80), (5, 200, 3), (1, 130, 257), (66, 1, 70)];
     for split in [64u64, 1000] {
-        let ctx = dart_core::gpu::with_max_binding_bytes(split, || GpuContext::new(None, false)).expect("wgpu adapter");
+        let ctx = dart_core::backend::wgpu::with_max_binding_bytes(split, || GpuContext::new(None, false)).expect("wgpu adapter");
         assert_eq!(ctx.split_bytes, split);
         let ops = GpuOps::new(ctx);
         let c = &ops.ctx;
@@ -694,20 +694,20 @@ fn wgpu_request_names_adapters_when_pin_matches_nothing() {
             assert!(msg.contains("adapters found") && msg.contains("mesa-vulkan-drivers"), "{msg}");
         }
     }
-    let kind: dart_core::gpu::BackendKind = "auto".parse().unwrap();
-    assert_eq!(kind, dart_core::gpu::BackendKind::Auto);
-    assert!("tpu".parse::<dart_core::gpu::BackendKind>().is_err());
+    let kind: dart_core::backend::wgpu::BackendKind = "auto".parse().unwrap();
+    assert_eq!(kind, dart_core::backend::wgpu::BackendKind::Auto);
+    assert!("tpu".parse::<dart_core::backend::wgpu::BackendKind>().is_err());
 }
 
 #[test]
 fn auto_selection_takes_a_real_gpu_or_the_pin_else_cpu() {
-    use dart_core::gpu::{list_adapters, select_backend, BackendKind};
+    use dart_core::backend::wgpu::{list_adapters, select_backend, BackendKind};
     if std::env::var("DART_SKIP_WGPU").is_ok_and(|s| s == "1") {
         return;
     }
     assert!(select_backend(BackendKind::Cpu, None).unwrap().is_none());
     let found = list_adapters();
-    if std::env::var(dart_core::gpu::ADAPTER_ENV).is_err() {
+    if std::env::var(dart_core::backend::wgpu::ADAPTER_ENV).is_err() {
         let auto = select_backend(BackendKind::Auto, None).unwrap();
         assert_eq!(auto.is_some(), found.iter().any(|a| a.is_gpu), "auto picks wgpu exactly when a real GPU is present: {found:?}");
     }

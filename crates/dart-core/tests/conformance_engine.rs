@@ -22,7 +22,7 @@ use dart_core::checkpoint::{load_adapter, load_model};
 use dart_core::generate::{GenPlan, SampleOptions, Session, StopReason};
 use dart_core::io::TensorStore;
 use dart_core::roles::{Role, RoleRules};
-use dart_core::gpu::with_max_binding_bytes;
+use dart_core::backend::wgpu::with_max_binding_bytes;
 use dart_core::{AdamW, BackendKind, Engine, EngineOptions, ModelConfig, StepOptions};
 
 const CROSS: f64 = 1e-4;
@@ -57,7 +57,7 @@ fn check_split(name: &str, e: &Engine<f32>) {
     if name.ends_with("-split") {
         assert!(parts[0] > 1, "{name}: the embedding is split ({parts:?})");
         assert!(parts.iter().filter(|&&p| p > 1).count() > 2, "{name}: several tensors are split ({parts:?})");
-    } else if std::env::var_os(dart_core::gpu::MAX_BINDING_ENV).is_none() {
+    } else if std::env::var_os(dart_core::backend::wgpu::MAX_BINDING_ENV).is_none() {
         assert!(parts.iter().all(|&p| p == 1), "{name}: nothing is split ({parts:?})");
     }
 }

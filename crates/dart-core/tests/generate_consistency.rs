@@ -1,4 +1,4 @@
-//! Property 8 of DESIGN.md on the cpu backend: the logprobs recorded while
+//! Property 8 of docs/design.md on the cpu backend: the logprobs recorded while
 //! generating (KV cache, routes switching by role, tool output inserted)
 //! equal `forward`'s logprobs on the same tokens and routes within 1e-5,
 //! for dart, joint, two-agent and hybrid plans. Seeded generation is

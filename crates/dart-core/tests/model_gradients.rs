@@ -1,4 +1,4 @@
-//! Property 9 of DESIGN.md: the whole model's gradients (every LoRA tensor
+//! Property 9 of docs/design.md: the whole model's gradients (every LoRA tensor
 //! of every slot, and every base tensor when the base is trained) agree with
 //! central finite differences in f64 on tiny random models.
 //! Tolerance: |analytic - numeric| <= 1e-6 * max(1, |numeric|), step 1e-5.

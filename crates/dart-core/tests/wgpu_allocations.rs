@@ -12,7 +12,7 @@
 mod common;
 use common::*;
 use dart_core::generate::{GenPlan, SampleOptions, Session};
-use dart_core::gpu::with_max_binding_bytes;
+use dart_core::backend::wgpu::with_max_binding_bytes;
 use dart_core::roles::RoleRules;
 use dart_core::{AdamW, BackendKind, Engine, EngineOptions, StepOptions};
 

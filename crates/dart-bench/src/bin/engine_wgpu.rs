@@ -25,7 +25,7 @@ use dart_bench::common::{
     git_info, median, model_shapes, os, round, sh, train_config_json, transformer_gemm_shapes,
     utc_now, write_result, Rng, TrainBatch, ALPHA_PER_RANK, DART_RANK, SPAN_MAX, SPAN_MIN, TARGETS,
 };
-use dart_core::gpu::{GpuContext, GpuOps, GpuTensor, GEMM_TILE};
+use dart_core::backend::wgpu::{GpuContext, GpuOps, GpuTensor, GEMM_TILE};
 use dart_core::ops::matmul::matmul;
 use dart_core::{AdapterSpec, BackendKind, Engine, EngineOptions, ModelConfig};
 use serde_json::{json, Value};

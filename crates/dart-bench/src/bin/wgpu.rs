@@ -3,7 +3,7 @@
 //! Usage: cargo run -p dart-bench --release --bin wgpu -- [size ...]
 //! DART_WGPU_ADAPTER pins the adapter (e.g. llvmpipe). On lavapipe the
 //! numbers measure a CPU rasterizer, not a GPU: for the record only.
-use dart_core::gpu::{GpuContext, GpuOps, GEMM_TILE};
+use dart_core::backend::wgpu::{GpuContext, GpuOps, GEMM_TILE};
 use dart_core::ops::matmul::matmul;
 use std::time::Instant;
 

@@ -1,11 +1,12 @@
 //! The compute backends behind one trait. The model (forward, backward,
 //! step and the decode forward, in `crate::model`) is written once against
 //! `Backend`; `cpu::CpuBackend<T>` runs it on host vectors with the reference
-//! ops of `crate::ops` (f32 or f64), `crate::gpu::WgpuBackend` on device
+//! ops of `crate::ops` (f32 or f64), `crate::backend::wgpu::WgpuBackend` on device
 //! buffers with the WGSL kernels (f32). One method per op, mirroring
 //! `crate::ops` argument for argument, with buffers in place of slices.
 pub mod cpu;
-pub mod huge_pages;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 use crate::error::{DartError, Result};
 use crate::float::Float;

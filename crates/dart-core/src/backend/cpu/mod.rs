@@ -1,6 +1,7 @@
 //! The CPU backend: host vectors and the reference ops of `crate::ops`, in
 //! f32 (the product) or f64 (finite-difference checks). Multi-threaded
 //! through the caller's rayon pool; deterministic for a thread count.
+pub mod huge_pages;
 use super::{Backend, BackendInfo};
 use crate::float::Float;
 use crate::ops::attention::{attention_backward, attention_cached, attention_forward, AttnShape};
