@@ -4,6 +4,8 @@ import { defineConfig } from "vitest/config"
 // Each folder may hold its own vitest.config.ts (which then applies).
 export default defineConfig({
   test: {
-    projects: ["ts", "property-tests"]
+    projects: ["ts", "property-tests"],
+    // XDG_RUNTIME_DIR for Mesa lavapipe (the wgpu tests): see vitest.setup.ts.
+    globalSetup: ["./vitest.setup.ts"]
   }
 })
