@@ -129,9 +129,9 @@ export const plainValue = (value: unknown): unknown => {
   if (Array.isArray(value)) return value.map(plainValue)
   if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return Array.from(value as unknown as ArrayLike<unknown>, plainValue)
   if (isPlainObject(value)) {
-    const out: Record<string, unknown> = {}
-    for (const [key, inner] of Object.entries(value)) out[key] = plainValue(inner)
-    return out
+    // fromEntries defines own properties, so a column named "__proto__"
+    // is kept as data instead of setting the object's prototype.
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, plainValue(inner)]))
   }
   return value
 }
@@ -225,8 +225,9 @@ export const toDatasetRecord = (raw: unknown, source: RecordSource): DatasetReco
     return errorAt(source, { _tag: "InvalidField", expected: "a string or an integer", got: describeValue(rawId) }, "id")
   }
 
-  const extra: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(raw)) if (!CORE_COLUMNS.has(key)) extra[key] = plainValue(value)
+  const extra: Record<string, unknown> = Object.fromEntries(
+    Object.entries(raw).filter(([key]) => !CORE_COLUMNS.has(key)).map(([key, value]) => [key, plainValue(value)])
+  )
 
   return {
     ...(id === undefined ? {} : { id }),
