@@ -33,6 +33,7 @@
 import fc from "fast-check"
 import { createRequire } from "node:module"
 import { expect, it } from "vitest"
+import { ROLE } from "@dart-rl/ts/domain"
 import {
   adapterSpecArb,
   checkProperty,
@@ -48,9 +49,8 @@ const { assignRoles } = require("@dart-rl/node") as typeof import("@dart-rl/node
 
 type GenPlan = { agents: number[][]; writerR: number; writerA: number }
 
-const ROLE = { P: 0, R: 1, A: 2, O: 3 } as const
 
-/** The modes of DESIGN.md "Roles and routing" as generation plans (slot 0 = reason, 1 = tool). */
+/** The modes of docs/design.md "Roles and routing" as generation plans (slot 0 = reason, 1 = tool). */
 const MODES: Record<string, GenPlan> = {
   dart: { agents: [[0, 0, 1, 0]], writerR: 0, writerA: 0 },
   joint: { agents: [[0, 0, 0, 0]], writerR: 0, writerA: 0 },

@@ -6,6 +6,7 @@
 import fc from "fast-check"
 import { createRequire } from "node:module"
 import type { Engine as EngineClass, AdapterSpec } from "@dart-rl/node"
+import { LORA_TARGETS, ModelConfig as ModelConfigSchema } from "@dart-rl/ts/domain"
 
 const require = createRequire(import.meta.url)
 export const { Engine } = require("@dart-rl/node") as typeof import("@dart-rl/node")
@@ -52,24 +53,14 @@ export const checkProperty = async <T>(
 
 // ---------------------------------------------------------------- models
 
-export type ModelConfig = {
-  model_type: "qwen2" | "llama"
-  architectures: string[]
-  vocab_size: number
-  hidden_size: number
-  intermediate_size: number
-  num_hidden_layers: number
-  num_attention_heads: number
-  num_key_value_heads: number
-  rms_norm_eps: number
-  rope_theta: number
-  tie_word_embeddings: boolean
-  max_position_embeddings: number
-  hidden_act: "silu"
-  attention_bias?: boolean
-}
+export type ModelConfig = typeof ModelConfigSchema.Type
 
-/** Random tiny Llama/Qwen2 configs (hidden = heads * head_dim, kv heads divide heads). */
+/**
+ * Random tiny configs of every family the engine computes (head_dim explicit,
+ * kv heads divide heads): Qwen2, Llama (random attention and MLP biases) and
+ * Qwen3 (per-head q/k RMSNorm, random attention bias; q width may differ
+ * from hidden).
+ */
 export const configArb: fc.Arbitrary<ModelConfig> = fc
   .record({
     headDim: fc.constantFrom(2, 4, 8),
@@ -79,28 +70,33 @@ export const configArb: fc.Arbitrary<ModelConfig> = fc
     vocab: fc.integer({ min: 8, max: 64 }),
     intermediate: fc.integer({ min: 4, max: 48 }),
     tie: fc.boolean(),
-    modelType: fc.constantFrom("qwen2" as const, "llama" as const),
-    attentionBias: fc.boolean()
+    modelType: fc.constantFrom("qwen2" as const, "llama" as const, "qwen3" as const),
+    attentionBias: fc.boolean(),
+    mlpBias: fc.boolean(),
+    qwen3Hidden: fc.constantFrom(4, 8, 12)
   })
   .map((r) => {
     const divisors = Array.from({ length: r.heads }, (_, i) => i + 1).filter((d) => r.heads % d === 0)
     const kv = divisors[r.kvPick % divisors.length]!
+    const arch = { qwen2: "Qwen2ForCausalLM", llama: "LlamaForCausalLM", qwen3: "Qwen3ForCausalLM" }[r.modelType]
     const cfg: ModelConfig = {
       model_type: r.modelType,
-      architectures: [r.modelType === "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
+      architectures: [arch],
       vocab_size: r.vocab,
-      hidden_size: r.heads * r.headDim,
+      hidden_size: r.modelType === "qwen3" ? r.qwen3Hidden : r.heads * r.headDim,
       intermediate_size: r.intermediate,
       num_hidden_layers: r.layers,
       num_attention_heads: r.heads,
       num_key_value_heads: kv,
+      head_dim: r.headDim,
       rms_norm_eps: 1e-6,
       rope_theta: 10000,
       tie_word_embeddings: r.tie,
       max_position_embeddings: 64,
-      hidden_act: "silu"
+      hidden_act: "silu",
+      ...(r.modelType !== "qwen2" ? { attention_bias: r.attentionBias } : {}),
+      ...(r.modelType === "llama" ? { mlp_bias: r.mlpBias } : {})
     }
-    if (r.modelType === "llama") cfg.attention_bias = r.attentionBias
     return cfg
   })
 
@@ -115,7 +111,7 @@ export const makeEngine = (cfg: ModelConfig, seed: number): Engine =>
 
 // ---------------------------------------------------------------- adapters
 
-export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const
+export { LORA_TARGETS }
 
 export const targetsArb: fc.Arbitrary<string[]> = fc
   .subarray([...LORA_TARGETS], { minLength: 1 })

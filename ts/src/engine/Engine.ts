@@ -25,8 +25,10 @@ import {
   type StepReport
 } from "./native.ts"
 
-export type { AdapterSpec, EngineOptions, LoraTarget, NativeEngine, SlotReport, StepOptions, StepReport } from "./native.ts"
-export { LORA_TARGETS } from "./native.ts"
+import type { ModelConfig } from "../domain/model.ts"
+
+export type { AdapterSpec, BackendInfo, EngineOptions, LoraTarget, NativeEngine, SlotReport, StepOptions, StepReport } from "./native.ts"
+export { LORA_TARGETS, ROLE } from "./native.ts"
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -92,26 +94,9 @@ const attemptPromise = <A>(op: string, f: () => Promise<A>): Effect.Effect<A, En
   Effect.tryPromise({ try: f, catch: toEngineError(op) })
 
 // ---------------------------------------------------------------------------
-// Model config (the Hugging Face config.json fields the engine reads)
+// Model config: one schema, in ../domain/model.ts
 
-export const ModelConfig = Schema.Struct({
-  model_type: Schema.optional(Schema.String),
-  architectures: Schema.optional(Schema.Array(Schema.String)),
-  vocab_size: Schema.Int,
-  hidden_size: Schema.Int,
-  intermediate_size: Schema.Int,
-  num_hidden_layers: Schema.Int,
-  num_attention_heads: Schema.Int,
-  num_key_value_heads: Schema.optional(Schema.Int),
-  head_dim: Schema.optional(Schema.Int),
-  rms_norm_eps: Schema.optional(Schema.Finite),
-  rope_theta: Schema.optional(Schema.Finite),
-  tie_word_embeddings: Schema.optional(Schema.Boolean),
-  attention_bias: Schema.optional(Schema.Boolean),
-  max_position_embeddings: Schema.optional(Schema.Int),
-  hidden_act: Schema.optional(Schema.String)
-})
-export type ModelConfig = typeof ModelConfig.Type
+export { ModelConfig } from "../domain/model.ts"
 
 // ---------------------------------------------------------------------------
 // Service
@@ -152,7 +137,7 @@ export class Engine extends Context.Service<Engine, EngineShape>()("@dart-rl/ts/
 export const make = (native: NativeEngine): EngineShape => ({
   native,
   configJson: attempt("configJson", () => native.configJson()),
-  addAdapter: (spec) => attempt("addAdapter", () => native.addAdapter(spec)),
+  addAdapter: (spec) => attempt("addAdapter", () => native.addAdapter({ ...spec, targets: [...spec.targets] })),
   numAdapters: attempt("numAdapters", () => native.numAdapters()),
   setTrainBase: (on) => attempt("setTrainBase", () => native.setTrainBase(on)),
   forward: ({ routes, seqLens, tokens }) => attemptPromise("forward", () => native.forward(tokens, seqLens, routes)),
