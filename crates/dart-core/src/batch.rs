@@ -1,7 +1,11 @@
-//! A packed batch (sequences end to end, no padding) and its routing: the
-//! writer convention of docs/engine-api.md turned into per-position routes
-//! and per-slot row lists.
+//! A packed batch (sequences end to end, no padding) and the writer
+//! convention of docs/engine-api.md, all in one type: the caller speaks of
+//! tokens (route t = the writer of token t, logprob t = log p(token t |
+//! tokens before it), dL/dlogp t likewise), the model computes per position
+//! (position p predicts token p+1 and runs with that token's writer's
+//! adapter). `Packed` turns the one into the other both ways.
 use crate::error::{DartError, Result};
+use crate::float::Float;
 
 pub const BASE_ROUTE: i32 = -1;
 
@@ -70,11 +74,69 @@ impl Packed {
         Ok(Packed { seqs, pos, targets, pos_routes, groups, max_len })
     }
 
+    /// Per-position logprobs (position p predicts token p+1) to the writer
+    /// layout: token t's logprob, 0 at each sequence's first token.
+    pub fn to_writer<T: Float>(&self, per_position: &[T]) -> Vec<T> {
+        let mut out = vec![T::zero(); self.len()];
+        for (p, &t) in self.targets.iter().enumerate() {
+            if t >= 0 {
+                out[p + 1] = per_position[p];
+            }
+        }
+        out
+    }
+
+    /// dL/dlogp in the writer layout to the per-position upstream gradient
+    /// (0 at each sequence's last position, which predicts nothing).
+    pub fn from_writer<T: Float>(&self, per_token: &[T]) -> Vec<T> {
+        self.targets.iter().enumerate().map(|(p, &t)| if t >= 0 { per_token[p + 1] } else { T::zero() }).collect()
+    }
+
+    /// Tokens each slot predicts in this batch: its routed positions that
+    /// have a target (a sequence's last position predicts nothing).
+    pub fn predicted_per_slot(&self) -> Vec<usize> {
+        self.groups.iter().map(|g| g.iter().filter(|&&p| self.targets[p as usize] >= 0).count()).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.pos.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.pos.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two sequences [a b c | d e]: routes are per token (writer of the
+    /// token); position p runs with the writer of token p+1.
+    #[test]
+    fn writer_convention_both_ways() {
+        let tokens = [5, 6, 7, 8, 9];
+        let routes = [-1, 0, 1, -1, 1];
+        let p = Packed::new(&tokens, &[3, 2], &routes, 10, 2).unwrap();
+        assert_eq!(p.targets, vec![6, 7, -1, 9, -1]);
+        assert_eq!(p.pos, vec![0, 1, 2, 0, 1]);
+        // last position of a sequence keeps its own token's route
+        assert_eq!(p.pos_routes, vec![0, 1, 1, 1, 1]);
+        assert_eq!(p.groups, vec![vec![0], vec![1, 2, 3, 4]]);
+        assert_eq!(p.predicted_per_slot(), vec![1, 2]);
+        let per_pos = [0.1, 0.2, 0.3, 0.4, 0.5];
+        assert_eq!(p.to_writer(&per_pos), vec![0.0, 0.1, 0.2, 0.0, 0.4]);
+        let per_tok = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(p.from_writer(&per_tok), vec![2.0, 3.0, 0.0, 5.0, 0.0]);
+    }
+
+    #[test]
+    fn bad_inputs_name_the_entry() {
+        let e = Packed::new(&[1, 2], &[2], &[0, 3], 10, 2).unwrap_err().to_string();
+        assert!(e.contains("routes[1] = 3"), "{e}");
+        let e = Packed::new(&[1, 2], &[1], &[0, 0], 10, 2).unwrap_err().to_string();
+        assert!(e.contains("seqLens sum to 1"), "{e}");
+        let e = Packed::new(&[1, 12], &[2], &[0, 0], 10, 2).unwrap_err().to_string();
+        assert!(e.contains("tokens[1] = 12"), "{e}");
     }
 }

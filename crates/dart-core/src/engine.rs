@@ -413,14 +413,7 @@ impl<T: Float> Engine<T> {
         self.pending = false;
         let pool = self.pool.clone();
         let logp_pos: Vec<T> = pool.install(|| with_model!(&mut self.exec, m => cast_vec(m.forward(tokens, &packed))));
-        let n = packed.len();
-        // Writer layout: token p+1's logprob was computed at position p.
-        let mut out = vec![T::zero(); n];
-        for p in 0..n {
-            if packed.targets[p] >= 0 {
-                out[p + 1] = logp_pos[p];
-            }
-        }
+        let out = packed.to_writer(&logp_pos);
         if let Some(i) = out.iter().position(|x| !x.is_finite()) {
             return Err(DartError::NonFinite(format!("logprob of token {i} is {:?} (model weights or inputs overflow)", out[i])));
         }
@@ -445,14 +438,12 @@ impl<T: Float> Engine<T> {
         if let Some(i) = dlogp.iter().position(|x| !x.is_finite()) {
             return Err(DartError::NonFinite(format!("dLdlogp[{i}] = {:?}, expected a finite number", dlogp[i])));
         }
-        // A slot "received a token" when a position routed to it predicts one
-        // (a sequence's last position predicts nothing and gets no gradient).
-        for (slot, g) in packed.groups.iter().enumerate() {
-            self.tokens_seen[slot] += g.iter().filter(|&&p| packed.targets[p as usize] >= 0).count();
+        // A slot "received a token" when a position routed to it predicts one.
+        for (seen, predicted) in self.tokens_seen.iter_mut().zip(packed.predicted_per_slot()) {
+            *seen += predicted;
         }
         self.base_tokens += n;
-        // Position-indexed upstream gradient.
-        let g_pos: Vec<T> = (0..n).map(|p| if packed.targets[p] >= 0 { dlogp[p + 1] } else { T::zero() }).collect();
+        let g_pos: Vec<T> = packed.from_writer(dlogp);
         let pool = self.pool.clone();
         let ok = pool.install(|| with_model!(&mut self.exec, m => m.backward(&cast(&g_pos))));
         self.pending = false;
