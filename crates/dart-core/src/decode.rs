@@ -4,7 +4,7 @@
 //! appended to per-item KV caches; only each item's last row reaches the
 //! final norm and the LM head (in blocks of rows where the logits would
 //! exceed one backend tensor, as in `crate::model`).
-use crate::backend::Backend;
+use crate::backend::{Backend, LoraScratch};
 use crate::error::{DartError, Result};
 use crate::float::Float;
 use crate::model::{attn_shape, head_norm, routed_projection, row_blocks, Model, Rope};
@@ -30,7 +30,7 @@ pub(crate) struct DecodeState<B: Backend> {
     up: B::Buf,
     act: B::Buf,
     us: Vec<B::Buf>,
-    lora: B::Scratch,
+    lora: LoraScratch<B::Buf>,
     last: B::Buf,
     logits: B::Buf,
     /// The index tensors of a decode call, rewritten in place.
@@ -82,7 +82,7 @@ impl<B: Backend> Model<B> {
             up: e(),
             act: e(),
             us: Vec::new(),
-            lora: B::Scratch::default(),
+            lora: LoraScratch::new(b),
             last: e(),
             logits: e(),
             tokens: b.new_i32(&[]),

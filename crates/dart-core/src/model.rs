@@ -14,7 +14,7 @@
 //! fits (always on cpu), it is one block and the logits of forward are kept
 //! for backward.
 use crate::adapter::AdapterOf;
-use crate::backend::Backend;
+use crate::backend::{Backend, LoraDims, LoraScratch};
 use crate::batch::Packed;
 #[cfg(test)]
 use crate::decode::DecodeBatch;
@@ -22,7 +22,6 @@ use crate::config::ModelConfig;
 
 use crate::float::Float;
 use crate::ops::attention::AttnShape;
-use crate::ops::lora::LoraDims;
 use crate::ops::rope::rope_tables;
 use crate::optim::AdamW;
 use crate::weights::{Layer, Linear, Proj, WeightsOf};
@@ -149,7 +148,7 @@ struct Cache<B: Backend> {
     /// Qwen3: dL/d(q, k) before the per-head RMSNorm.
     d_q_raw: B::Buf,
     d_k_raw: B::Buf,
-    lora: B::Scratch,
+    lora: LoraScratch<B::Buf>,
 }
 
 impl<B: Backend> Cache<B> {
@@ -178,7 +177,7 @@ impl<B: Backend> Cache<B> {
             d_v: e(),
             d_q_raw: e(),
             d_k_raw: e(),
-            lora: B::Scratch::default(),
+            lora: LoraScratch::new(b),
         }
     }
 }
@@ -237,7 +236,7 @@ pub(crate) fn routed_projection<B: Backend>(
     layer: usize,
     pr: Proj,
     lin: &Linear<B::Buf>,
-    scratch: &mut B::Scratch,
+    scratch: &mut LoraScratch<B::Buf>,
 ) {
     let (n_in, n_out) = pr.dims(cfg);
     b.zeros(y, n * n_out);
@@ -354,7 +353,7 @@ impl<B: Backend> Model<B> {
         let s = &mut c.lora;
         for (l, layer) in w.layers.iter().enumerate() {
             let a = &mut c.layers[l];
-            let project = |y: &mut B::Buf, us: &mut Vec<B::Buf>, x: &B::Buf, pr: Proj, s: &mut B::Scratch| {
+            let project = |y: &mut B::Buf, us: &mut Vec<B::Buf>, x: &B::Buf, pr: Proj, s: &mut LoraScratch<B::Buf>| {
                 routed_projection(b, cfg, adapters, groups, n, y, us, x, l, pr, &layer.proj[pr as usize], s)
             };
             b.copy(&mut a.x_in, &c.x);
@@ -472,7 +471,7 @@ impl<B: Backend> Model<B> {
                             lin: &Linear<B::Buf>,
                             glin: Option<&mut Linear<B::Buf>>,
                             adapters: &mut Vec<AdapterOf<B::Buf>>,
-                            scratch: &mut B::Scratch| {
+                            scratch: &mut LoraScratch<B::Buf>| {
             let (n_in, n_out) = pr.dims(cfg);
             if !acc {
                 b.zeros(dx, n * n_in);

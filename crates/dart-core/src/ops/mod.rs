@@ -2,9 +2,7 @@
 //! one file, with a finite-difference test in f64.
 pub mod attention;
 pub mod embedding;
-pub mod linear;
 pub mod logprob;
-pub mod lora;
 pub mod matmul;
 pub mod rmsnorm;
 pub mod rope;

@@ -6,9 +6,7 @@ use super::{Backend, BackendInfo};
 use crate::float::Float;
 use crate::ops::attention::{attention_backward, attention_cached, attention_forward, AttnShape};
 use crate::ops::embedding::{embedding_backward, embedding_forward};
-use crate::ops::linear::{linear_backward, linear_forward};
 use crate::ops::logprob::{logprob_backward, logprob_forward};
-use crate::ops::lora::{lora_backward, lora_forward, LoraDims, LoraScratch};
 use crate::ops::matmul::matmul;
 use crate::ops::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use crate::ops::rope::rope_apply;
@@ -59,7 +57,6 @@ impl<T: Float> Backend for CpuBackend<T> {
     type I32 = Vec<i32>;
     type U32 = Vec<u32>;
     type Seqs = Vec<(usize, usize)>;
-    type Scratch = LoraScratch<T>;
     /// (norm, clip factor).
     type Clip = (f64, f64);
     type Kv = CpuKv<T>;
@@ -105,20 +102,46 @@ impl<T: Float> Backend for CpuBackend<T> {
         dst.clear();
         dst.extend_from_slice(src);
     }
-    fn add(&self, dst: &mut Vec<T>, a: &Vec<T>, b: &Vec<T>) {
-        dst.clear();
-        dst.extend(a.iter().zip(b).map(|(&x, &y)| x + y));
-    }
     fn add_assign(&self, dst: &mut Vec<T>, a: &Vec<T>) {
         for (x, &y) in dst.iter_mut().zip(a) {
             *x += y;
         }
+    }
+    fn resize(&self, b: &mut Vec<T>, n: usize) {
+        b.resize(n, T::zero());
+    }
+    fn scale(&self, x: &mut Vec<T>, s: T) {
+        x.iter_mut().for_each(|v| *v *= s);
     }
     fn gather_rows(&self, dst: &mut Vec<T>, src: &Vec<T>, rows: &Vec<u32>, width: usize) {
         dst.clear();
         for &r in rows {
             dst.extend_from_slice(&src[r as usize * width..(r as usize + 1) * width]);
         }
+    }
+    fn scatter_add_rows(&self, dst: &mut Vec<T>, src: &Vec<T>, rows: &Vec<u32>, width: usize, scale: T) {
+        for (row, &r) in src.chunks(width).zip(rows) {
+            for (a, &b) in dst[r as usize * width..(r as usize + 1) * width].iter_mut().zip(row) {
+                *a += scale * b;
+            }
+        }
+    }
+    fn bias_add(&self, y: &mut Vec<T>, b: &Vec<T>, rows: usize, width: usize) {
+        for row in y[..rows * width].chunks_mut(width) {
+            for (a, &c) in row.iter_mut().zip(b) {
+                *a += c;
+            }
+        }
+    }
+    fn bias_grad(&self, db: &mut Vec<T>, dy: &Vec<T>, rows: usize, width: usize) {
+        for row in dy[..rows * width].chunks(width) {
+            for (a, &c) in db.iter_mut().zip(row) {
+                *a += c;
+            }
+        }
+    }
+    fn u32_len(&self, x: &Vec<u32>) -> usize {
+        x.len()
     }
     fn new_i32(&self, x: &[i32]) -> Vec<i32> {
         x.to_vec()
@@ -157,24 +180,6 @@ impl<T: Float> Backend for CpuBackend<T> {
 
     fn matmul(&self, c: &mut Vec<T>, a: &Vec<T>, b: &Vec<T>, m: usize, n: usize, k: usize, ta: bool, tb: bool, acc: bool) {
         matmul(c, a, b, m, n, k, ta, tb, acc);
-    }
-    fn linear_forward(&self, y: &mut Vec<T>, x: &Vec<T>, w: &Vec<T>, b: Option<&Vec<T>>, rows: usize, n_in: usize, n_out: usize) {
-        linear_forward(y, x, w, b.map(|b| b.as_slice()), rows, n_in, n_out);
-    }
-    fn linear_backward(
-        &self,
-        dx: &mut Vec<T>,
-        accumulate_dx: bool,
-        dw: Option<&mut Vec<T>>,
-        db: Option<&mut Vec<T>>,
-        dy: &Vec<T>,
-        x: &Vec<T>,
-        w: &Vec<T>,
-        rows: usize,
-        n_in: usize,
-        n_out: usize,
-    ) {
-        linear_backward(dx, accumulate_dx, dw.map(|d| d.as_mut_slice()), db.map(|d| d.as_mut_slice()), dy, x, w, rows, n_in, n_out);
     }
     fn embedding_forward(&self, x: &mut Vec<T>, table: &Vec<T>, tokens: &Vec<i32>, d: usize) {
         embedding_forward(x, table, tokens, d);
@@ -222,27 +227,6 @@ impl<T: Float> Backend for CpuBackend<T> {
     fn logprob_backward(&self, logits: &mut Vec<T>, lse: &Vec<T>, dlogp: &Vec<T>, targets: &Vec<i32>, vocab: usize) {
         logprob_backward(logits, lse, dlogp, targets, vocab);
     }
-    fn lora_forward(&self, y: &mut Vec<T>, u: &mut Vec<T>, x: &Vec<T>, a: &Vec<T>, b: &Vec<T>, rows: &Vec<u32>, scale: T, dims: LoraDims, s: &mut LoraScratch<T>) {
-        lora_forward(y, u, x, a, b, rows, scale, dims, s);
-    }
-    fn lora_backward(
-        &self,
-        dx: &mut Vec<T>,
-        da: &mut Vec<T>,
-        db: &mut Vec<T>,
-        dy: &Vec<T>,
-        x: &Vec<T>,
-        u: &Vec<T>,
-        a: &Vec<T>,
-        b: &Vec<T>,
-        rows: &Vec<u32>,
-        scale: T,
-        dims: LoraDims,
-        s: &mut LoraScratch<T>,
-    ) {
-        lora_backward(dx, da, db, dy, x, u, a, b, rows, scale, dims, s);
-    }
-
     fn grad_norm(&self, grads: &[&Vec<T>], max_norm: f64) -> (f64, f64) {
         let n = grad_norm(grads);
         (n, clip_factor(n, max_norm))

@@ -6,7 +6,6 @@ use super::device::{GpuContext, GpuTensor};
 use super::ops::{seq_meta, GpuOps};
 use crate::backend::{Backend, BackendInfo};
 use crate::ops::attention::AttnShape;
-use crate::ops::lora::LoraDims;
 use crate::optim::AdamW;
 
 pub struct WgpuBackend {
@@ -54,7 +53,6 @@ impl Backend for WgpuBackend {
     type I32 = GpuTensor;
     type U32 = GpuTensor;
     type Seqs = GpuTensor;
-    type Scratch = ();
     /// [sum of squares, norm, clip factor] on the device.
     type Clip = GpuTensor;
     type Kv = GpuKv;
@@ -105,16 +103,30 @@ impl Backend for WgpuBackend {
         }
         self.ctx().copy(dst, src, src.len());
     }
-    fn add(&self, dst: &mut GpuTensor, a: &GpuTensor, b: &GpuTensor) {
-        self.copy(dst, a);
-        self.ops.add_assign(dst, b);
-    }
     fn add_assign(&self, dst: &mut GpuTensor, a: &GpuTensor) {
         self.ops.add_assign(dst, a);
+    }
+    fn resize(&self, b: &mut GpuTensor, n: usize) {
+        self.sized(b, n);
+    }
+    fn scale(&self, x: &mut GpuTensor, s: f32) {
+        self.ops.scale(x, s);
     }
     fn gather_rows(&self, dst: &mut GpuTensor, src: &GpuTensor, rows: &GpuTensor, width: usize) {
         self.sized(dst, rows.len() * width);
         self.ops.gather_into(dst, src, rows, width);
+    }
+    fn scatter_add_rows(&self, dst: &mut GpuTensor, src: &GpuTensor, rows: &GpuTensor, width: usize, scale: f32) {
+        self.ops.scatter_add(dst, src, rows, width, scale);
+    }
+    fn bias_add(&self, y: &mut GpuTensor, b: &GpuTensor, rows: usize, width: usize) {
+        self.ops.bias_add(y, b, rows, width);
+    }
+    fn bias_grad(&self, db: &mut GpuTensor, dy: &GpuTensor, rows: usize, width: usize) {
+        self.ops.bias_grad(db, dy, rows, width);
+    }
+    fn u32_len(&self, x: &GpuTensor) -> usize {
+        x.len()
     }
     fn new_i32(&self, x: &[i32]) -> GpuTensor {
         self.ctx().upload_i32(x)
@@ -151,24 +163,6 @@ impl Backend for WgpuBackend {
 
     fn matmul(&self, c: &mut GpuTensor, a: &GpuTensor, b: &GpuTensor, m: usize, n: usize, k: usize, ta: bool, tb: bool, acc: bool) {
         self.ops.matmul(c, a, b, m, n, k, ta, tb, acc);
-    }
-    fn linear_forward(&self, y: &mut GpuTensor, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>, rows: usize, n_in: usize, n_out: usize) {
-        self.ops.linear_forward(y, x, w, b, rows, n_in, n_out);
-    }
-    fn linear_backward(
-        &self,
-        dx: &mut GpuTensor,
-        accumulate_dx: bool,
-        dw: Option<&mut GpuTensor>,
-        db: Option<&mut GpuTensor>,
-        dy: &GpuTensor,
-        x: &GpuTensor,
-        w: &GpuTensor,
-        rows: usize,
-        n_in: usize,
-        n_out: usize,
-    ) {
-        self.ops.linear_backward(dx, accumulate_dx, dw.map(|t| &*t), db.map(|t| &*t), dy, x, w, rows, n_in, n_out);
     }
     fn embedding_forward(&self, x: &mut GpuTensor, table: &GpuTensor, tokens: &GpuTensor, d: usize) {
         self.ops.embedding_forward(x, table, tokens, d);
@@ -216,27 +210,6 @@ impl Backend for WgpuBackend {
     fn logprob_backward(&self, logits: &mut GpuTensor, lse: &GpuTensor, dlogp: &GpuTensor, targets: &GpuTensor, vocab: usize) {
         self.ops.logprob_backward(logits, lse, dlogp, targets, vocab);
     }
-    fn lora_forward(&self, y: &mut GpuTensor, u: &mut GpuTensor, x: &GpuTensor, a: &GpuTensor, b: &GpuTensor, rows: &GpuTensor, scale: f32, dims: LoraDims, _s: &mut ()) {
-        *u = self.ops.lora_forward(y, x, a, b, rows, scale, dims);
-    }
-    fn lora_backward(
-        &self,
-        dx: &mut GpuTensor,
-        da: &mut GpuTensor,
-        db: &mut GpuTensor,
-        dy: &GpuTensor,
-        x: &GpuTensor,
-        u: &GpuTensor,
-        a: &GpuTensor,
-        b: &GpuTensor,
-        rows: &GpuTensor,
-        scale: f32,
-        dims: LoraDims,
-        _s: &mut (),
-    ) {
-        self.ops.lora_backward(dx, da, db, dy, x, u, a, b, rows, scale, dims);
-    }
-
     fn grad_norm(&self, grads: &[&GpuTensor], max_norm: f64) -> GpuTensor {
         self.ops.grad_norm_and_clip(grads, max_norm)
     }

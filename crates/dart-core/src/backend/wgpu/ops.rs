@@ -4,7 +4,6 @@
 //! to the host: calls only record dispatches into the context's batch.
 use super::device::{GpuContext, GpuTensor, Kernel};
 use crate::ops::attention::AttnShape;
-use crate::ops::lora::LoraDims;
 use crate::optim::AdamW;
 
 const MATMUL: Kernel = Kernel("matmul", include_str!("kernels/matmul.wgsl"));
@@ -133,37 +132,23 @@ impl GpuOps {
         );
     }
 
-    /// y = x W^T + b, as `ops::linear::linear_forward`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear_forward(&self, y: &GpuTensor, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>, rows: usize, n_in: usize, n_out: usize) {
-        self.matmul(y, x, w, rows, n_out, n_in, false, true, false);
-        if let Some(b) = b {
-            self.ctx.dispatch(ROWS, "bias_add", &[u(rows), u(n_out)], &[(1, y), (2, b)], self.ctx.grid_threads(rows * n_out));
-        }
+    /// Each of the first `rows` rows of y (of `width`) += b.
+    pub fn bias_add(&self, y: &GpuTensor, b: &GpuTensor, rows: usize, width: usize) {
+        self.ctx.dispatch(ROWS, "bias_add", &[u(rows), u(width)], &[(1, y), (2, b)], self.ctx.grid_threads(rows * width));
     }
 
-    /// dx (+)= dy W; dw += dy^T x; db += column sums of dy.
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear_backward(
-        &self,
-        dx: &GpuTensor,
-        accumulate_dx: bool,
-        dw: Option<&GpuTensor>,
-        db: Option<&GpuTensor>,
-        dy: &GpuTensor,
-        x: &GpuTensor,
-        w: &GpuTensor,
-        rows: usize,
-        n_in: usize,
-        n_out: usize,
-    ) {
-        self.matmul(dx, dy, w, rows, n_in, n_out, false, false, accumulate_dx);
-        if let Some(dw) = dw {
-            self.matmul(dw, dy, x, n_out, n_in, rows, true, false, true);
+    /// db += the column sums of the first `rows` rows of dy (of `width`).
+    pub fn bias_grad(&self, db: &GpuTensor, dy: &GpuTensor, rows: usize, width: usize) {
+        self.ctx.dispatch(ROWS, "bias_grad", &[u(rows), u(width)], &[(1, db), (2, dy)], self.ctx.grid_threads(width));
+    }
+
+    /// x *= s over its length.
+    pub fn scale(&self, x: &GpuTensor, s: f32) {
+        let n = x.len();
+        if n == 0 {
+            return;
         }
-        if let Some(db) = db {
-            self.ctx.dispatch(ROWS, "bias_grad", &[u(rows), u(n_out)], &[(1, db), (2, dy)], self.ctx.grid_threads(n_out));
-        }
+        self.ctx.dispatch(ROWS, "scale", &[u(n), s.to_bits()], &[(1, x)], self.ctx.grid_threads(n));
     }
 
     /// x[r] = table[tokens[r]] (tokens: i32 tensor); a split table runs one
@@ -326,12 +311,6 @@ impl GpuOps {
         );
     }
 
-    fn gather(&self, src: &GpuTensor, rows: &GpuTensor, width: usize) -> GpuTensor {
-        let dst = self.ctx.alloc(rows.len() * width);
-        self.gather_into(&dst, src, rows, width);
-        dst
-    }
-
     /// dst = src[rows] (rows of `width`; dst holds rows.len() * width).
     pub fn gather_into(&self, dst: &GpuTensor, src: &GpuTensor, rows: &GpuTensor, width: usize) {
         let n = rows.len();
@@ -352,7 +331,8 @@ impl GpuOps {
         self.ctx.dispatch(ROWS, "add_assign", &[u(n)], &[(1, dst), (2, src)], self.ctx.grid_threads(n));
     }
 
-    fn scatter_add(&self, dst: &GpuTensor, src: &GpuTensor, rows: &GpuTensor, width: usize, scale: f32) {
+    /// dst[rows[i]] += scale * src[i] (rows of `width`; `rows` distinct).
+    pub fn scatter_add(&self, dst: &GpuTensor, src: &GpuTensor, rows: &GpuTensor, width: usize, scale: f32) {
         let n = rows.len();
         self.ctx.dispatch(
             ROWS,
@@ -361,68 +341,6 @@ impl GpuOps {
             &[(1, dst), (2, src), (3, rows)],
             self.ctx.grid_threads(n * width),
         );
-    }
-
-    /// y[rows] += scale * B A x[rows]; returns u = x[rows] A^T [n, rank]
-    /// (kept for backward). `rows`: sorted distinct u32 tensor.
-    #[allow(clippy::too_many_arguments)]
-    pub fn lora_forward(&self, y: &GpuTensor, x: &GpuTensor, a: &GpuTensor, b: &GpuTensor, rows: &GpuTensor, scale: f32, dims: LoraDims) -> GpuTensor {
-        let n = rows.len();
-        let uu = self.ctx.alloc(n * dims.rank);
-        if n == 0 {
-            return uu;
-        }
-        let all = n == dims.total_rows;
-        let xg_own;
-        let xg = if all {
-            x
-        } else {
-            xg_own = self.gather(x, rows, dims.n_in);
-            &xg_own
-        };
-        self.matmul(&uu, xg, a, n, dims.rank, dims.n_in, false, true, false);
-        let yg = self.ctx.alloc(n * dims.n_out);
-        self.matmul(&yg, &uu, b, n, dims.n_out, dims.rank, false, true, false);
-        self.scatter_add(y, &yg, rows, dims.n_out, scale);
-        uu
-    }
-
-    /// Accumulates dA, dB of the slot and adds the slot's share of dx.
-    #[allow(clippy::too_many_arguments)]
-    pub fn lora_backward(
-        &self,
-        dx: &GpuTensor,
-        da: &GpuTensor,
-        db: &GpuTensor,
-        dy: &GpuTensor,
-        x: &GpuTensor,
-        uu: &GpuTensor,
-        a: &GpuTensor,
-        b: &GpuTensor,
-        rows: &GpuTensor,
-        scale: f32,
-        dims: LoraDims,
-    ) {
-        let n = rows.len();
-        if n == 0 {
-            return;
-        }
-        let dyg = self.gather(dy, rows, dims.n_out);
-        self.ctx.dispatch(ROWS, "scale", &[u(n * dims.n_out), scale.to_bits()], &[(1, &dyg)], self.ctx.grid_threads(n * dims.n_out));
-        self.matmul(db, &dyg, uu, dims.n_out, dims.rank, n, true, false, true);
-        let du = self.ctx.alloc(n * dims.rank);
-        self.matmul(&du, &dyg, b, n, dims.rank, dims.n_out, false, false, false);
-        let all = n == dims.total_rows;
-        if all {
-            self.matmul(da, &du, x, dims.rank, dims.n_in, n, true, false, true);
-            self.matmul(dx, &du, a, n, dims.n_in, dims.rank, false, false, true);
-        } else {
-            let xg = self.gather(x, rows, dims.n_in);
-            self.matmul(da, &du, &xg, dims.rank, dims.n_in, n, true, false, true);
-            let dxg = self.ctx.alloc(n * dims.n_in);
-            self.matmul(&dxg, &du, a, n, dims.n_in, dims.rank, false, false, false);
-            self.scatter_add(dx, &dxg, rows, dims.n_in, 1.0);
-        }
     }
 
     /// A fresh norm accumulator [sum of squares, norm, clip factor] = [0, 0, 1]
