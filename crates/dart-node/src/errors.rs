@@ -19,8 +19,28 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
 }
 
+/// An error value with a stable DART_* code (dart-core's and dart-text's).
+pub(crate) trait Coded: std::fmt::Display {
+    fn code(&self) -> &'static str;
+}
+impl Coded for dart_core::DartError {
+    fn code(&self) -> &'static str {
+        dart_core::DartError::code(self)
+    }
+}
+impl Coded for dart_search::SearchError {
+    fn code(&self) -> &'static str {
+        dart_search::SearchError::code(self)
+    }
+}
+impl Coded for dart_text::TextError {
+    fn code(&self) -> &'static str {
+        dart_text::TextError::code(self)
+    }
+}
+
 /// Runs engine code, turning a panic into a DART_PANIC error value.
-pub(crate) fn guard<T>(f: impl FnOnce() -> dart_core::Result<T>) -> std::result::Result<T, (&'static str, String)> {
+pub(crate) fn guard<T, E: Coded>(f: impl FnOnce() -> std::result::Result<T, E>) -> std::result::Result<T, (&'static str, String)> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err((e.code(), e.to_string())),
@@ -29,6 +49,11 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> dart_core::Result<T>) -> std::result:
 }
 
 pub(crate) fn sync<T>(f: impl FnOnce() -> dart_core::Result<T>) -> Result<T, Code> {
+    sync_with(f)
+}
+
+/// `sync` for another crate's errors (dart-text, dart-search).
+pub(crate) fn sync_with<T, E: Coded>(f: impl FnOnce() -> std::result::Result<T, E>) -> Result<T, Code> {
     guard(f).map_err(|(c, m)| Error::new(Code(c), m))
 }
 

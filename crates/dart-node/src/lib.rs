@@ -4,7 +4,7 @@
 //!
 //! Modules by concern: `errors` (DART_* codes, panic guard), `task` (the
 //! async task wrapper), `types` (JS object shapes), `engine` and `session`
-//! (the two classes). The public items are re-exported here under the paths
+//! (the engine's two classes), `text` (Tokenizer and ChatTemplate), `search` (the BM25 index). The public items are re-exported here under the paths
 //! they had when this crate was one file.
 // `types` must stay first: napi-derive learns an object's JS name (e.g.
 // JsEngineOptions -> EngineOptions) when it expands the struct, in source
@@ -15,12 +15,16 @@ mod types;
 mod engine;
 mod errors;
 mod session;
+mod search;
 mod task;
+mod text;
 
 pub use engine::JsEngine;
 pub use errors::Code;
 pub use session::{assign_roles_js, JsSession};
 pub use task::EngineTask;
+pub use search::{build_index_js, JsSearchIndex};
+pub use text::{JsChatTemplate, JsTokenizer};
 pub use types::{
     JsAdapterSpec, JsBackendInfo, JsEngineOptions, JsGenPlan, JsGenerateOptions, JsGenerated, JsRoleRules, JsSessionOptions, JsSlotReport,
     JsStepOptions, JsStepReport,

@@ -50,3 +50,4 @@ export {
   SearchServerError,
   SearchServerErrorReason
 } from "./server.ts"
+export { buildIndex, type BuildIndexOptions, type BuildIndexReport, type IndexSearch, layerIndex, openIndex } from "./bm25.ts"
