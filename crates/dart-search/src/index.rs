@@ -32,6 +32,9 @@ struct Meta {
     bm25: Bm25Params,
     analyzer: String,
     corpus: String,
+    /// Every file of the index and its size when the build finished: a
+    /// cheap check at open that no file was truncated or removed.
+    files: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +92,20 @@ fn schema() -> (Schema, Fields) {
 
 fn tantivy_err(what: &str, dir: &Path, e: impl std::fmt::Display) -> SearchError {
     SearchError::Index(format!("{}: {what}: {e}", dir.display()))
+}
+
+/// The index's own files (tantivy's lock files excluded) and their sizes.
+fn file_sizes(dir: &Path) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let m = e.metadata().map_err(|e| SearchError::Io(format!("{name}: {e}")))?;
+        if m.is_file() && !name.ends_with(".lock") && name != INDEX_META {
+            out.insert(name, m.len());
+        }
+    }
+    Ok(out)
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -153,6 +170,7 @@ pub fn build_index(corpus: &Path, out: &Path, opts: &BuildOptions) -> Result<Bui
         bm25: opts.bm25,
         analyzer: ANALYZER.into(),
         corpus: corpus.display().to_string(),
+        files: file_sizes(&partial)?,
     };
     let json = serde_json::to_string_pretty(&meta).map_err(|e| SearchError::Io(e.to_string()))?;
     std::fs::write(partial.join(INDEX_META), json).map_err(|e| SearchError::Io(format!("{}: {e}", partial.display())))?;
@@ -234,6 +252,19 @@ impl SearchIndex {
                 meta.format,
                 meta.version
             )));
+        }
+        for (name, size) in &meta.files {
+            match std::fs::metadata(dir.join(name)) {
+                Ok(m) if m.len() == *size => {}
+                Ok(m) => {
+                    return Err(SearchError::Index(format!(
+                        "{} is damaged or truncated: {name} has {} bytes, the build wrote {size}; rebuild it with `pnpm pipeline index`",
+                        dir.display(),
+                        m.len()
+                    )))
+                }
+                Err(_) => return Err(SearchError::Index(format!("{} is damaged: {name} is missing; rebuild it with `pnpm pipeline index`", dir.display()))),
+            }
         }
         let damaged = |e: tantivy::TantivyError| SearchError::Index(format!("{} is damaged or truncated ({e}); rebuild it with `pnpm pipeline index`", dir.display()));
         let index = Index::open_in_dir(dir).map_err(damaged)?;
