@@ -21,6 +21,25 @@
 #   DART_BENCH_NO_GENERATE=1 skip the generation benchmark
 #   DART_BENCH_ONLY_GENERATE=1 run only the generation benchmark
 #
+# Then the search benchmark (crates/dart-bench/src/bin/search.rs) writes
+# bench/results/search.json: a deterministic synthetic corpus in Search-R1's
+# layout (1M passages, wiki-like lengths, Zipf vocabulary; 20k with
+# DART_BENCH_QUICK=1) and 1024 queries are generated in a temporary folder,
+# the built-in BM25 index (crates/dart-search) is built (build seconds,
+# passages/s, index bytes, peak RSS) and queried at batch 1 and 64 (latency
+# p50/p99, queries/s), with a linear extrapolation to the 21M passages of
+# wiki-18. When the python above has bm25s and PyStemmer, scripts/bench/bm25_ref.py
+# indexes the same corpus and runs the same queries with bm25s first (same
+# run): queries/s ratios and the top-10 overlap against the targets (overlap
+# >= 0.95, queries/s >= 2x); else recorded as skipped with the reason.
+# pyserini is recorded as skipped unless a Java 21 runtime is there.
+# The corpus is written under TMPDIR (about 0.75 GB at 1M passages).
+#   DART_BENCH_SEARCH_OUT      output file (default bench/results/search.json)
+#   DART_BENCH_NO_SEARCH=1     skip the search benchmark
+#   DART_BENCH_ONLY_SEARCH=1   run only the search benchmark
+#   DART_BENCH_SEARCH_PASSAGES passages of the synthetic corpus (default 1000000)
+#   DART_BENCH_NO_SEARCH_REF=1 skip the bm25s reference
+#
 # Then the wgpu benchmark (crates/dart-bench/src/bin/engine_wgpu.rs) writes
 # bench/results/engine-wgpu.json: the adapter (name, type, backend, driver),
 # GEMM GFLOPS through the wgpu backend at the shapes of engine-cpu.json and at
@@ -44,6 +63,7 @@ threads="${DART_BENCH_THREADS:-$(nproc)}"
 py="${DART_BENCH_PYTHON:-scripts/.venv-ref/bin/python}"
 quick=()
 [ "${DART_BENCH_QUICK:-0}" = 1 ] && quick=(--quick)
+only_search="${DART_BENCH_ONLY_SEARCH:-0}"
 
 echo "== building dart-bench (release)"
 cargo build --release --quiet -p dart-bench
@@ -54,7 +74,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 # Why the torch reference cannot run (empty when it can).
 torch_skip=""
-if [ "${DART_BENCH_NO_TORCH:-0}" = 1 ]; then
+if [ "$only_search" = 1 ]; then
+  torch_skip="not needed (DART_BENCH_ONLY_SEARCH=1)"
+elif [ "${DART_BENCH_NO_TORCH:-0}" = 1 ]; then
   torch_skip="skipped (DART_BENCH_NO_TORCH=1)"
 elif [ ! -x "$py" ]; then
   torch_skip="no python at $py (create scripts/.venv-ref from scripts/requirements-ref.txt, or set DART_BENCH_PYTHON)"
@@ -62,7 +84,7 @@ elif ! "$py" -c 'import torch, transformers, peft' > /dev/null 2> "$tmp/import.e
   torch_skip="$py cannot import torch/transformers/peft: $(tail -n 1 "$tmp/import.err")"
 fi
 
-if [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ]; then
+if [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ] && [ "$only_search" != 1 ]; then
   "$bin" configs "${quick[@]}" > "$tmp/configs.json"
   torch_args=()
   if [ -n "$torch_skip" ]; then
@@ -80,7 +102,7 @@ if [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" !
   "$bin" run --out "$out" --threads "$threads" "${quick[@]}" "${torch_args[@]}"
 fi
 
-if [ "${DART_BENCH_NO_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ]; then
+if [ "${DART_BENCH_NO_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ] && [ "$only_search" != 1 ]; then
   gen="${CARGO_TARGET_DIR:-target}/release/generate"
   gen_out="${DART_BENCH_GENERATE_OUT:-bench/results/generate.json}"
   "$gen" configs "${quick[@]}" > "$tmp/gen-configs.json"
@@ -99,7 +121,35 @@ if [ "${DART_BENCH_NO_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 
   "$gen" run --out "$gen_out" --threads "$threads" "${quick[@]}" "${gen_args[@]}"
 fi
 
-if [ "${DART_BENCH_NO_WGPU:-0}" != 1 ] && [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ]; then
+if [ "${DART_BENCH_NO_SEARCH:-0}" != 1 ] && [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ]; then
+  sb="${CARGO_TARGET_DIR:-target}/release/search"
+  s_out="${DART_BENCH_SEARCH_OUT:-bench/results/search.json}"
+  s_dir="$tmp/search"
+  s_corpus=()
+  [ -n "${DART_BENCH_SEARCH_PASSAGES:-}" ] && s_corpus=(--passages "$DART_BENCH_SEARCH_PASSAGES")
+  echo "== search: synthetic corpus"
+  "$sb" corpus --dir "$s_dir" "${quick[@]}" "${s_corpus[@]}"
+  s_args=()
+  if [ "${DART_BENCH_NO_SEARCH_REF:-0}" = 1 ]; then
+    s_args=(--ref-null "skipped (DART_BENCH_NO_SEARCH_REF=1)")
+  elif [ ! -x "$py" ]; then
+    s_args=(--ref-null "no python at $py (create scripts/.venv-ref from scripts/requirements-ref.txt, or set DART_BENCH_PYTHON)")
+  elif ! "$py" -c 'import bm25s, Stemmer' > /dev/null 2> "$tmp/bm25s.err"; then
+    s_args=(--ref-null "$py cannot import bm25s/Stemmer (pip install bm25s PyStemmer, pinned in scripts/requirements-ref.txt): $(tail -n 1 "$tmp/bm25s.err")")
+  else
+    echo "== bm25s reference ($py, $threads threads)"
+    if "$py" scripts/bench/bm25_ref.py --dir "$s_dir" --threads "$threads" --out "$tmp/bm25s.json"; then
+      s_args=(--ref-json "$tmp/bm25s.json")
+    else
+      s_args=(--ref-null "scripts/bench/bm25_ref.py exited with status $?")
+    fi
+  fi
+  echo "== dart-search index"
+  "$sb" run --dir "$s_dir" --out "$s_out" --threads "$threads" "${s_args[@]}"
+  rm -rf "$s_dir"
+fi
+
+if [ "${DART_BENCH_NO_WGPU:-0}" != 1 ] && [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "$only_search" != 1 ]; then
   ew="${CARGO_TARGET_DIR:-target}/release/engine_wgpu"
   ew_out="${DART_BENCH_WGPU_OUT:-bench/results/engine-wgpu.json}"
   "$ew" configs "${quick[@]}" > "$tmp/wgpu-configs.json"

@@ -193,6 +193,29 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The SIMD flags of /proc/cpuinfo that matter to the kernels (those present).
+pub fn cpu_flags() -> Vec<String> {
+    let want = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"];
+    let flags = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("flags")).map(|l| l.to_string()))
+        .unwrap_or_default();
+    let have: Vec<&str> = flags.split_whitespace().collect();
+    want.iter().filter(|w| have.contains(w)).map(|w| w.to_string()).collect()
+}
+
+/// The CPU class from its flags: "avx512f", "avx2" (no avx512f) or "pre-avx2".
+pub fn cpu_class() -> &'static str {
+    let f = cpu_flags();
+    if f.iter().any(|x| x == "avx512f") {
+        "avx512f"
+    } else if f.iter().any(|x| x == "avx2") {
+        "avx2"
+    } else {
+        "pre-avx2"
+    }
+}
+
 pub fn loadavg() -> Option<String> {
     std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.trim().to_string())
 }

@@ -8,7 +8,7 @@
 mod ops_breakdown;
 
 use dart_bench::common::{
-    Args,
+    Args, cpu_flags,
     median, model_shapes, round, train_config_json, transformer_gemm_shapes,
     write_result, GemmShape, Rng, TrainBatch, ALPHA_PER_RANK, DART_RANK, REF_RANK, SPAN_MAX, SPAN_MIN, TARGETS,
 };
@@ -49,18 +49,6 @@ fn configs_json(quick: bool) -> Value {
         .map(|c| train_config_json(c.name, &c.hf, c.seqs, c.seq_len, c.warmup, c.reps))
         .collect();
     json!({ "configs": cfgs, "lr": 1e-4 })
-}
-
-// ---- machine -----------------------------------------------------------------
-
-fn cpu_flags() -> Vec<String> {
-    let want = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"];
-    let flags = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("flags")).map(|l| l.to_string()))
-        .unwrap_or_default();
-    let have: Vec<&str> = flags.split_whitespace().collect();
-    want.iter().filter(|w| have.contains(w)).map(|w| w.to_string()).collect()
 }
 
 // ---- GEMM -------------------------------------------------------------------
