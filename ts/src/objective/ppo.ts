@@ -133,21 +133,22 @@ export const policyObjective = (input: ObjectiveInput, config: ObjectiveConfig =
     const rho = Math.exp(input.logp[t]! - input.oldLogp[t]!)
     ratioSum += rho
     const clippedRho = Math.min(Math.max(rho, lo), hi)
-    const unclippedTerm = rho * a
-    const clippedTerm = clippedRho * a
-    // The minimum of the two is the objective; where the clipped term is
-    // strictly smaller the ratio is outside the trust region in the
-    // direction the advantage pushes, and the gradient is 0.
-    const useClipped = clippedTerm < unclippedTerm
-    loss += w[t]! * -(useClipped ? clippedTerm : unclippedTerm)
+    // min(rho A, clip(rho) A) is the clipped term exactly when the ratio is
+    // outside the trust region in the direction the advantage pushes; then
+    // the gradient is 0. Decided on rho and the sign of A (not by comparing
+    // the two products, which round alike for tiny A).
+    const useClipped = (a > 0 && rho > hi) || (a < 0 && rho < lo)
+    loss += w[t]! * -((useClipped ? clippedRho : rho) * a)
     let g = useClipped ? 0 : -a * rho
     if (useClipped) clipped++
     if (config.klBeta > 0) {
       const d = input.refLogp![t]! - input.logp[t]!
-      const k3 = Math.exp(d) - d - 1
+      // expm1 keeps k3 accurate (and >= 0) where d is tiny; plain
+      // exp(d) - d - 1 cancels to -1e-16 there.
+      const k3 = Math.max(0, Math.expm1(d) - d)
       kl += w[t]! * k3
       loss += w[t]! * config.klBeta * k3
-      g += config.klBeta * (1 - Math.exp(d))
+      g += -config.klBeta * Math.expm1(d)
     }
     grad[t] = w[t]! * g
   }
