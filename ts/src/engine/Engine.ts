@@ -21,6 +21,7 @@ import {
   type EngineOptions,
   loadNative,
   type NativeEngine,
+  nativeErrorCode,
   type StepOptions,
   type StepReport
 } from "./native.ts"
@@ -78,7 +79,7 @@ const isIn = <const L extends ReadonlyArray<string>>(literals: L, code: string):
 
 /** Maps anything the addon throws or rejects with to a typed engine error. */
 export const toEngineError = (op: string) => (cause: unknown): EngineError => {
-  const code = typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : ""
+  const code = nativeErrorCode(cause)
   const message = cause instanceof Error ? cause.message : String(cause)
   if (isIn(InputErrorCode.literals, code)) return new EngineInputError({ op, code, message })
   if (isIn(IoErrorCode.literals, code)) return new EngineIoError({ op, code, message })

@@ -41,6 +41,10 @@ export type NativeEngine = Addon.Engine
 /** The addon module. */
 export type NativeModule = typeof Addon
 
+/** The DART_* code of an error the addon threw or rejected with ("" when it has none). */
+export const nativeErrorCode = (cause: unknown): string =>
+  typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : ""
+
 let cached: NativeModule | undefined
 
 /**

@@ -6,14 +6,13 @@
  */
 import { Effect, Layer } from "effect"
 import type * as Addon from "@dart-rl/node"
-import { loadNative } from "../engine/native.ts"
+import { loadNative, nativeErrorCode } from "../engine/native.ts"
 import { make, Search, SearchError, type SearchShape } from "./Search.ts"
 
 export type BuildIndexOptions = Addon.BuildIndexOptions
 export type BuildIndexReport = Addon.BuildIndexReport
 
-const codeOf = (cause: unknown): string =>
-  typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : "DART_UNKNOWN"
+const codeOf = (cause: unknown): string => nativeErrorCode(cause) || "DART_UNKNOWN"
 
 const backend = (what: string) => (cause: unknown): SearchError =>
   new SearchError({

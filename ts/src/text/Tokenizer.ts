@@ -13,7 +13,7 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import type * as Addon from "@dart-rl/node"
-import { loadNative } from "../engine/native.ts"
+import { loadNative, nativeErrorCode } from "../engine/native.ts"
 
 export type Encoding = Addon.Encoding
 export type AddedToken = Addon.AddedToken
@@ -57,7 +57,7 @@ export class TextError extends Schema.TaggedError<TextError>()("TextError", {
 }) {}
 
 const toTextError = (op: string) => (cause: unknown): TextError => {
-  const raw = typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : ""
+  const raw = nativeErrorCode(cause)
   const message = cause instanceof Error ? cause.message : String(cause)
   const known = (TextErrorCode.literals as ReadonlyArray<string>).includes(raw)
   return new TextError({ op, code: known ? (raw as TextErrorCode) : "DART_UNKNOWN", message: known ? message : `${raw} ${message}`.trim() })
