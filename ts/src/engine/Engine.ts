@@ -12,23 +12,46 @@
  * - `EngineDefect`      DART_PANIC (a caught Rust panic) or DART_UNKNOWN (an error
  *                       without a DART code, e.g. the addon is not built)
  *
- * The native engine is stateful (backward refers to the latest forward), so one
- * engine must not be driven by several fibers at once.
+ * The native engine is stateful (backward refers to the latest forward), so
+ * every call goes through one lock per engine: two fibers cannot interleave
+ * a forward/backward pair. Forward plus backward is one call,
+ * `accumulate(batch, objective)`; several calls that must not be
+ * interleaved run inside `exclusive`. Generation sessions are scoped
+ * (`session`, below): a closed session refuses further calls.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schema, type Scope, Semaphore } from "effect"
 import {
   type AdapterSpec,
   type EngineOptions,
+  type Generated,
+  type GenerateOptions,
+  type GenPlan,
   loadNative,
   type NativeEngine,
+  type NativeSession,
   nativeErrorCode,
+  type RoleRules,
   type StepOptions,
   type StepReport
 } from "./native.ts"
 
 import type { ModelConfig } from "../domain/model.ts"
 
-export type { AdapterSpec, BackendInfo, EngineOptions, LoraTarget, NativeEngine, SlotReport, StepOptions, StepReport } from "./native.ts"
+export type {
+  AdapterSpec,
+  BackendInfo,
+  EngineOptions,
+  Generated,
+  GenerateOptions,
+  GenPlan,
+  LoraTarget,
+  NativeEngine,
+  RoleRules,
+  SlotReport,
+  StepOptions,
+  StepReport,
+  StopReason
+} from "./native.ts"
 export { LORA_TARGETS, ROLE } from "./native.ts"
 
 // ---------------------------------------------------------------------------
@@ -109,8 +132,40 @@ export interface Batch {
   readonly routes: Int32Array
 }
 
+/** What an objective returns to `accumulate`: dL/dlogp per token, and anything else it computed. */
+export interface ObjectiveResult {
+  readonly dLdlogp: Float32Array
+}
+
+/** A generation session (docs/engine-api.md, "Generation") with typed errors; closed with its scope. */
+export interface GenerationSessionShape {
+  /** Adds a sequence with its prompt tokens (role P); returns its index. */
+  readonly addSequence: (prompt: Int32Array) => Effect.Effect<number, EngineError>
+  /** Appends prompt or tool-output tokens and resumes the sequence. */
+  readonly extend: (seq: number, tokens: Int32Array, role: "prompt" | "observation") => Effect.Effect<void, EngineError>
+  /** Stops a sequence until it is extended again. */
+  readonly finish: (seq: number) => Effect.Effect<void, EngineError>
+  /** Decodes every active sequence (one batch) until each stops; what each gained. */
+  readonly generate: (options: GenerateOptions) => Effect.Effect<ReadonlyArray<Generated>, EngineError>
+  /** The whole history of a sequence. */
+  readonly sequence: (seq: number) => Effect.Effect<Generated, EngineError>
+}
+
+/** The addon's GenPlan, read-only (the session copies it). */
+export interface GenerationPlanInput {
+  readonly agents: ReadonlyArray<ReadonlyArray<number>>
+  readonly writerR: number
+  readonly writerA: number
+}
+
+export interface SessionOptions {
+  readonly plan: GenerationPlanInput
+  readonly rules: RoleRules
+  readonly seed?: number
+}
+
 export interface EngineShape {
-  /** The addon object itself, for what this wrapper does not cover. */
+  /** The addon object itself, for what this wrapper does not cover (unsynchronised). */
   readonly native: NativeEngine
   readonly configJson: Effect.Effect<string, EngineError>
   readonly addAdapter: (spec: AdapterSpec) => Effect.Effect<number, EngineError>
@@ -120,6 +175,19 @@ export interface EngineShape {
   readonly forward: (batch: Batch) => Effect.Effect<Float32Array, EngineError>
   /** Accumulates gradients for dL/dlogp (same layout as the latest forward). */
   readonly backward: (dLdlogp: Float32Array) => Effect.Effect<void, EngineError>
+  /**
+   * forward, then the objective on its logprobs, then backward of the
+   * objective's dL/dlogp, with no other engine call in between.
+   */
+  readonly accumulate: <R extends ObjectiveResult, E, Req>(
+    batch: Batch,
+    objective: (logprobs: Float32Array) => Effect.Effect<R, E, Req>
+  ) => Effect.Effect<R, E | EngineError, Req>
+  /**
+   * Runs `f` with the engine to itself: `f` receives an unsynchronised view
+   * (calling the synchronised engine inside `f` would wait forever).
+   */
+  readonly exclusive: <A, E, Req>(f: (engine: EngineShape) => Effect.Effect<A, E, Req>) => Effect.Effect<A, E, Req>
   readonly zeroGrad: Effect.Effect<void, EngineError>
   readonly step: (options: StepOptions) => Effect.Effect<StepReport, EngineError>
   readonly adapterTensors: (slot: number) => Effect.Effect<Record<string, Float32Array>, EngineError>
@@ -128,33 +196,106 @@ export interface EngineShape {
   readonly baseTensor: (name: string) => Effect.Effect<Float32Array, EngineError>
   readonly saveAdapter: (slot: number, dir: string) => Effect.Effect<void, EngineError>
   readonly loadAdapter: (dir: string) => Effect.Effect<number, EngineError>
+  readonly saveModel: (dir: string) => Effect.Effect<void, EngineError>
   readonly saveState: (dir: string) => Effect.Effect<void, EngineError>
   readonly loadState: (dir: string) => Effect.Effect<void, EngineError>
+  /** A generation session over this engine, closed when the scope closes. */
+  readonly session: (options: SessionOptions) => Effect.Effect<GenerationSessionShape, EngineError, Scope.Scope>
 }
 
 export class Engine extends Context.Service<Engine, EngineShape>()("@dart-rl/ts/Engine") {}
 
-/** Wraps an addon engine instance. */
-export const make = (native: NativeEngine): EngineShape => ({
-  native,
-  configJson: attempt("configJson", () => native.configJson()),
-  addAdapter: (spec) => attempt("addAdapter", () => native.addAdapter({ ...spec, targets: [...spec.targets] })),
-  numAdapters: attempt("numAdapters", () => native.numAdapters()),
-  setTrainBase: (on) => attempt("setTrainBase", () => native.setTrainBase(on)),
-  forward: ({ routes, seqLens, tokens }) => attemptPromise("forward", () => native.forward(tokens, seqLens, routes)),
-  backward: (dLdlogp) => attemptPromise("backward", () => native.backward(dLdlogp)),
-  zeroGrad: attempt("zeroGrad", () => native.zeroGrad()),
-  step: (options) => attemptPromise("step", () => native.step(options)),
-  adapterTensors: (slot) => attempt("adapterTensors", () => native.adapterTensors(slot)),
-  adapterGrads: (slot) => attempt("adapterGrads", () => native.adapterGrads(slot)),
-  setAdapterTensor: (slot, name, data) => attempt("setAdapterTensor", () => native.setAdapterTensor(slot, name, data)),
-  baseTensor: (name) => attempt("baseTensor", () => native.baseTensor(name)),
-  saveAdapter: (slot, dir) => attemptPromise("saveAdapter", () => native.saveAdapter(slot, dir)),
-  loadAdapter: (dir) => attemptPromise("loadAdapter", () => native.loadAdapter(dir)),
-  saveState: (dir) => attemptPromise("saveState", () => native.saveState(dir)),
-  loadState: (dir) => attemptPromise("loadState", () => native.loadState(dir))
-})
+const sessionOf = (
+  native: NativeSession,
+  guard: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+  isOpen: () => boolean
+): GenerationSessionShape => {
+  const open = <A>(op: string, f: () => A): Effect.Effect<A, EngineError> =>
+    Effect.suspend(() =>
+      isOpen()
+        ? attempt(op, f)
+        : Effect.fail(new EngineStateError({ op, code: "DART_STATE", message: "the generation session is closed (its scope ended)" }))
+    )
+  return {
+    addSequence: (prompt) => guard(open("addSequence", () => native.addSequence(prompt))),
+    extend: (seq, tokens, role) => guard(open("extend", () => native.extend(seq, tokens, role))),
+    finish: (seq) => guard(open("finish", () => native.finish(seq))),
+    generate: (options) =>
+      guard(Effect.flatMap(open("generate", () => native.generate(options)), (p) => attemptPromise("generate", () => p))),
+    sequence: (seq) => guard(open("sequence", () => native.sequence(seq)))
+  }
+}
 
+/** The engine's calls without the lock (what `exclusive` hands out). */
+const unlocked = (native: NativeEngine, guard: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>): EngineShape => {
+  const self: EngineShape = {
+    native,
+    configJson: attempt("configJson", () => native.configJson()),
+    addAdapter: (spec) => attempt("addAdapter", () => native.addAdapter({ ...spec, targets: [...spec.targets] })),
+    numAdapters: attempt("numAdapters", () => native.numAdapters()),
+    setTrainBase: (on) => attempt("setTrainBase", () => native.setTrainBase(on)),
+    forward: ({ routes, seqLens, tokens }) => attemptPromise("forward", () => native.forward(tokens, seqLens, routes)),
+    backward: (dLdlogp) => attemptPromise("backward", () => native.backward(dLdlogp)),
+    accumulate: (batch, objective) =>
+      Effect.gen(function*() {
+        const logprobs = yield* self.forward(batch)
+        const result = yield* objective(logprobs)
+        yield* self.backward(result.dLdlogp)
+        return result
+      }),
+    exclusive: (f) => f(self),
+    zeroGrad: attempt("zeroGrad", () => native.zeroGrad()),
+    step: (options) => attemptPromise("step", () => native.step(options)),
+    adapterTensors: (slot) => attempt("adapterTensors", () => native.adapterTensors(slot)),
+    adapterGrads: (slot) => attempt("adapterGrads", () => native.adapterGrads(slot)),
+    setAdapterTensor: (slot, name, data) => attempt("setAdapterTensor", () => native.setAdapterTensor(slot, name, data)),
+    baseTensor: (name) => attempt("baseTensor", () => native.baseTensor(name)),
+    saveAdapter: (slot, dir) => attemptPromise("saveAdapter", () => native.saveAdapter(slot, dir)),
+    loadAdapter: (dir) => attemptPromise("loadAdapter", () => native.loadAdapter(dir)),
+    saveModel: (dir) => attemptPromise("saveModel", () => native.saveModel(dir)),
+    saveState: (dir) => attemptPromise("saveState", () => native.saveState(dir)),
+    loadState: (dir) => attemptPromise("loadState", () => native.loadState(dir)),
+    session: ({ plan, rules, seed }) =>
+      Effect.gen(function*() {
+        let open = true
+        const session = yield* attempt("session", () =>
+          native.session({ plan: { ...plan, agents: plan.agents.map((a) => [...a]) }, rules, ...(seed === undefined ? {} : { seed }) }))
+        yield* Effect.addFinalizer(() => Effect.sync(() => void (open = false)))
+        return sessionOf(session, guard, () => open)
+      })
+  }
+  return self
+}
+
+/** Wraps an addon engine instance; every call takes the engine's lock. */
+export const make = (native: NativeEngine): EngineShape => {
+  const lock = Semaphore.makeUnsafe(1)
+  const guard = <A, E, R>(effect: Effect.Effect<A, E, R>) => lock.withPermits(1)(effect)
+  const raw = unlocked(native, guard)
+  return {
+    native,
+    configJson: guard(raw.configJson),
+    addAdapter: (spec) => guard(raw.addAdapter(spec)),
+    numAdapters: guard(raw.numAdapters),
+    setTrainBase: (on) => guard(raw.setTrainBase(on)),
+    forward: (batch) => guard(raw.forward(batch)),
+    backward: (d) => guard(raw.backward(d)),
+    accumulate: (batch, objective) => guard(raw.accumulate(batch, objective)),
+    exclusive: (f) => guard(f(raw)),
+    zeroGrad: guard(raw.zeroGrad),
+    step: (options) => guard(raw.step(options)),
+    adapterTensors: (slot) => guard(raw.adapterTensors(slot)),
+    adapterGrads: (slot) => guard(raw.adapterGrads(slot)),
+    setAdapterTensor: (slot, name, data) => guard(raw.setAdapterTensor(slot, name, data)),
+    baseTensor: (name) => guard(raw.baseTensor(name)),
+    saveAdapter: (slot, dir) => guard(raw.saveAdapter(slot, dir)),
+    loadAdapter: (dir) => guard(raw.loadAdapter(dir)),
+    saveModel: (dir) => guard(raw.saveModel(dir)),
+    saveState: (dir) => guard(raw.saveState(dir)),
+    loadState: (dir) => guard(raw.loadState(dir)),
+    session: (options) => raw.session(options)
+  }
+}
 /** An engine over a Hugging Face model folder (config.json + safetensors). */
 export const load = (dir: string, options?: EngineOptions): Effect.Effect<EngineShape, EngineError> =>
   attemptPromise("load", () => loadNative().Engine.load(dir, options)).pipe(Effect.map(make))

@@ -54,6 +54,14 @@ export interface ObjectiveInput {
   readonly seq: ArrayLike<number>
   /** One advantage per sequence. */
   readonly advantages: ArrayLike<number>
+  /**
+   * The aggregation weight of each token, when this input is one
+   * micro-batch of a larger batch: the slice of `aggregationWeights` over
+   * the whole batch, so that the micro-batches' dL/dlogp add up to the
+   * whole batch's exactly (gradient accumulation). Default: the weights of
+   * this input alone.
+   */
+  readonly weights?: ArrayLike<number>
 }
 
 export interface ObjectiveOutput {
@@ -117,7 +125,10 @@ export const aggregationWeights = (mask: ArrayLike<number>, seq: ArrayLike<numbe
 /** The loss, its statistics and dL/dlogp (see the module comment). */
 export const policyObjective = (input: ObjectiveInput, config: ObjectiveConfig = defaultObjectiveConfig): ObjectiveOutput => {
   const n = check(input, config)
-  const w = aggregationWeights(input.mask, input.seq, config.aggregation)
+  if (input.weights !== undefined && input.weights.length !== n) {
+    throw new RangeError(`weights has ${input.weights.length} entries, expected ${n}`)
+  }
+  const w = input.weights ?? aggregationWeights(input.mask, input.seq, config.aggregation)
   const grad = new Float64Array(n)
   let loss = 0
   let kl = 0

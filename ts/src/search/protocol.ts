@@ -73,14 +73,16 @@ export const formatPath = (path: ReadonlyArray<PropertyKey | { readonly key: Pro
   return out
 }
 
+/** Every leaf issue of a failed decode as `path: message`. */
+export const issueLines = (issue: SchemaIssue.Issue, prefix: ReadonlyArray<PropertyKey> = []): ReadonlyArray<string> =>
+  formatter(issue).issues.map((leaf) => {
+    const where = formatPath([...prefix, ...(leaf.path ?? [])])
+    return where === "" ? leaf.message : `${where}: ${leaf.message}`
+  })
+
 /** Every leaf issue of a failed decode as `path: message`, joined by "; ". */
 export const describeIssue = (issue: SchemaIssue.Issue, prefix: ReadonlyArray<PropertyKey> = []): string =>
-  formatter(issue).issues
-    .map((leaf) => {
-      const where = formatPath([...prefix, ...(leaf.path ?? [])])
-      return where === "" ? leaf.message : `${where}: ${leaf.message}`
-    })
-    .join("; ")
+  issueLines(issue, prefix).join("; ")
 
 // ---------------------------------------------------------------------------
 // Request

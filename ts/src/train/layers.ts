@@ -1,0 +1,75 @@
+/**
+ * The services a training run needs, built from its config: Engine (the
+ * model folder), Tokenizer (the same folder), Search (an index, a corpus
+ * indexed into the run directory, or a retrieval server, probed once so a
+ * server that is down is reported before any work), and the stages Rollout,
+ * Reward and Update. Another program swaps any of them by passing its own
+ * layer (`overrides`), e.g. its own Reward or Search, and runs the rest
+ * unchanged.
+ */
+import { Effect, Layer } from "effect"
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import * as Engine from "../engine/Engine.ts"
+import * as Reward from "../reward/Reward.ts"
+import * as Rollout from "../rollout/Rollout.ts"
+import { buildIndex, openIndex } from "../search/bm25.ts"
+import { layerRemote } from "../search/client.ts"
+import { Search, SearchError } from "../search/Search.ts"
+import * as Tokenizer from "../text/Tokenizer.ts"
+import * as Update from "../update/Update.ts"
+import type { SearchConfig, TrainConfig } from "./config.ts"
+
+/** Search from the config; a corpus is indexed once into `<runDir>/index`. */
+export const searchLayer = (config: SearchConfig, runDir: string): Layer.Layer<Search, SearchError> => {
+  if ("index" in config) return Layer.effect(Search)(openIndex(config.index))
+  if ("corpus" in config) {
+    const dir = join(runDir, "index")
+    return Layer.effect(Search)(
+      Effect.gen(function*() {
+        if (existsSync(join(dir, "dart-index.json"))) return yield* openIndex(dir)
+        if (!existsSync(config.corpus)) {
+          return yield* new SearchError({ reason: { _tag: "Backend", detail: `corpus ${config.corpus} does not exist (expected a Search-R1 .jsonl or .jsonl.gz of {"id", "contents"})` } })
+        }
+        yield* buildIndex(config.corpus, dir, { progress: false })
+        return yield* openIndex(dir)
+      })
+    )
+  }
+  const remote = layerRemote({
+    url: config.url,
+    ...(config.timeoutMs === undefined ? {} : { timeoutMs: config.timeoutMs }),
+    ...(config.retries === undefined ? {} : { retries: config.retries })
+  })
+  // One probe query: a server that is down fails the run now, with its address.
+  return Layer.effect(Search)(
+    Effect.gen(function*() {
+      const search = yield* Search
+      yield* search.search(["probe"], 1)
+      return search
+    })
+  ).pipe(Layer.provide(remote))
+}
+
+export const engineLayer = (config: Pick<TrainConfig, "model" | "backend" | "threads" | "seed">): Layer.Layer<Engine.Engine, Engine.EngineError> =>
+  Engine.layerLoad(config.model, { backend: config.backend, seed: config.seed, ...(config.threads > 0 ? { threads: config.threads } : {}) })
+
+export interface Overrides {
+  readonly reward?: Layer.Layer<Reward.Reward>
+  readonly search?: Layer.Layer<Search, SearchError>
+}
+
+/** Every service of a run (Engine, Tokenizer, Search, Rollout, Reward, Update). */
+export const pipelineLayer = (config: TrainConfig, runDir: string, overrides: Overrides = {}) => {
+  const base = Layer.mergeAll(
+    engineLayer(config),
+    Tokenizer.layerFromFolder(config.model),
+    overrides.search ?? searchLayer(config.search, runDir)
+  )
+  const stages = Layer.mergeAll(
+    Rollout.layer(config.rollout),
+    Update.layer(config.update),
+    overrides.reward ?? Reward.layer(config.reward)
+  )
+  return Layer.provideMerge(stages, base)
+}

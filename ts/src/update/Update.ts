@@ -1,0 +1,252 @@
+/**
+ * The Update stage: GRPO/PPO on a batch of trajectories (docs/objective.md).
+ *
+ * For each PPO epoch, each training pass of the mode (one for dart, joint,
+ * reas-only and tool-only, two for two-agent: each adapter reads the whole
+ * context through its own routes and carries loss on the role it writes)
+ * and each micro-batch (sequences packed in order up to a token budget),
+ * one `accumulate`: forward on the pass's routes, the pure objective
+ * (objective/ppo.ts) with the aggregation weights of the whole batch (so
+ * accumulating the micro-batches equals one big batch), backward. Then one
+ * AdamW step per epoch at the given learning rate. The reference logprobs
+ * of the k3 KL come from the same engine with every token routed to base.
+ *
+ * Logprob consistency: the first epoch recomputes, on the rollout's routes,
+ * the logprobs the rollout recorded; the report gives the largest and mean
+ * difference, and the importance ratio of that epoch (1 up to it).
+ */
+import { Context, Effect, Layer, Schema } from "effect"
+import { type Batch, Engine, type EngineError, type SlotReport } from "../engine/Engine.ts"
+import { aggregationWeights, ObjectiveConfig, policyObjective } from "../objective/ppo.ts"
+import { lossMask, type ModePlan, tokenRoutes } from "../routing/modes.ts"
+import { microBatches } from "./schedule.ts"
+
+const int = (min: number, max: number) => Schema.Int.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
+const num = (min: number, max: number) => Schema.Finite.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
+
+export const OptimizerConfig = Schema.Struct({
+  weightDecay: num(0, 10),
+  /** Global gradient-norm clip per adapter; 0 = off. */
+  maxGradNorm: num(0, 1e6),
+  beta1: num(0, 0.999999),
+  beta2: num(0, 0.999999),
+  eps: num(1e-30, 1)
+})
+export type OptimizerConfig = typeof OptimizerConfig.Type
+
+export const UpdateConfig = Schema.Struct({
+  /** PPO epochs over each batch (one AdamW step each). */
+  ppoEpochs: int(1, 64),
+  /** Tokens per micro-batch (a longer sequence goes alone). */
+  microBatchTokens: int(16, 1 << 24),
+  objective: ObjectiveConfig,
+  optimizer: OptimizerConfig
+})
+export type UpdateConfig = typeof UpdateConfig.Type
+
+export const defaultUpdateConfig: UpdateConfig = {
+  ppoEpochs: 1,
+  microBatchTokens: 8192,
+  objective: { clipLow: 0.2, clipHigh: 0.2, klBeta: 0.001, aggregation: "token-mean" },
+  optimizer: { weightDecay: 0, maxGradNorm: 1, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+}
+
+/** What the update reads of a trajectory. */
+export interface UpdateSequence {
+  readonly tokens: Int32Array
+  readonly roles: Uint8Array
+  /** The logprobs recorded at rollout (the behaviour policy). */
+  readonly logprobs: Float32Array
+}
+
+export interface UpdateRequest {
+  readonly sequences: ReadonlyArray<UpdateSequence>
+  /** One advantage per sequence. */
+  readonly advantages: ArrayLike<number>
+  readonly plan: ModePlan
+  readonly lr: number
+}
+
+export interface UpdateReport {
+  /** Loss of the first epoch (summed over passes). */
+  readonly loss: number
+  readonly kl: number
+  readonly clipFraction: number
+  /** Mean importance ratio of the first epoch over trained tokens (1 on policy). */
+  readonly firstEpochRatio: number
+  /**
+   * |recomputed - recorded| logprob over trained tokens in the first epoch;
+   * `maxRel` divides by max(1, |logprob|) (property 8's measure).
+   */
+  readonly consistency: { readonly maxAbs: number; readonly meanAbs: number; readonly maxRel: number }
+  /** Mean -logprob of the sampled trained tokens (an estimate of the policy's entropy). */
+  readonly entropy: number
+  readonly trainedTokens: number
+  /** The last epoch's AdamW report per adapter slot. */
+  readonly slots: ReadonlyArray<SlotReport>
+  readonly seconds: number
+}
+
+export const UpdateErrorReason = Schema.Union([
+  /** The loss or its gradient is not finite (`where` names the epoch, pass and micro-batch). */
+  Schema.TaggedStruct("NonFinite", { where: Schema.String }),
+  /** The request is malformed (lengths, advantages, plan). */
+  Schema.TaggedStruct("Input", { detail: Schema.String }),
+  Schema.TaggedStruct("Engine", { op: Schema.String, code: Schema.String, detail: Schema.String })
+])
+export type UpdateErrorReason = typeof UpdateErrorReason.Type
+
+export class UpdateError extends Schema.TaggedError<UpdateError>()("UpdateError", { reason: UpdateErrorReason }) {
+  override get message(): string {
+    const r = this.reason
+    if (r._tag === "NonFinite") return `non-finite loss or gradient at ${r.where}; nothing was stepped and no checkpoint is written`
+    if (r._tag === "Input") return `update input: ${r.detail}`
+    return `${r.op} [${r.code}]: ${r.detail}`
+  }
+}
+
+const fromEngine = (e: EngineError) =>
+  e.code === "DART_NON_FINITE"
+    ? new UpdateError({ reason: { _tag: "NonFinite", where: `${e.op}: ${e.message}` } })
+    : new UpdateError({ reason: { _tag: "Engine", op: e.op, code: e.code, detail: e.message } })
+const inputError = (detail: string) => new UpdateError({ reason: { _tag: "Input", detail } })
+
+export interface UpdateShape {
+  readonly update: (request: UpdateRequest) => Effect.Effect<UpdateReport, UpdateError>
+}
+
+export class Update extends Context.Service<Update, UpdateShape>()("@dart-rl/ts/Update") {}
+
+/** Packs sequences end to end; `routes` per token from `route`. */
+const pack = (seqs: ReadonlyArray<UpdateSequence>, route: (s: UpdateSequence) => Int32Array): Batch => {
+  const total = seqs.reduce((n, s) => n + s.tokens.length, 0)
+  const tokens = new Int32Array(total)
+  const routes = new Int32Array(total)
+  let at = 0
+  for (const s of seqs) {
+    tokens.set(s.tokens, at)
+    routes.set(route(s), at)
+    at += s.tokens.length
+  }
+  return { tokens, routes, seqLens: Int32Array.from(seqs, (s) => s.tokens.length) }
+}
+
+const concat = <T extends Float32Array | Uint8Array | Int32Array | Float64Array>(make: (n: number) => T, parts: ReadonlyArray<ArrayLike<number>>): T => {
+  const out = make(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+export const make = (engine: typeof Engine.Service, config: UpdateConfig = defaultUpdateConfig): UpdateShape => ({
+  update: ({ advantages, lr, plan, sequences }) =>
+    Effect.gen(function*() {
+      const started = performance.now()
+      if (plan.passes.length === 0) return yield* inputError(`mode ${plan.mode} has no training passes (evaluation only)`)
+      if (advantages.length !== sequences.length) return yield* inputError(`${advantages.length} advantages for ${sequences.length} sequences`)
+      for (let i = 0; i < sequences.length; i++) {
+        const s = sequences[i]!
+        if (s.roles.length !== s.tokens.length || s.logprobs.length !== s.tokens.length) {
+          return yield* inputError(`sequence ${i}: ${s.tokens.length} tokens, ${s.roles.length} roles, ${s.logprobs.length} logprobs`)
+        }
+      }
+      const groups = microBatches(sequences.map((s) => s.tokens.length), config.microBatchTokens)
+      const objective = config.objective
+      const masks = plan.passes.map((pass) => sequences.map((s) => lossMask(pass, s.roles)))
+      // Aggregation weights over the whole batch, per pass.
+      const weights = masks.map((perSeq) =>
+        aggregationWeights(
+          concat((n) => new Uint8Array(n), perSeq),
+          concat((n) => new Int32Array(n), sequences.map((s, i) => new Int32Array(s.tokens.length).fill(i))),
+          objective.aggregation
+        ))
+      const offsets: Array<number> = []
+      sequences.reduce((at, s) => (offsets.push(at), at + s.tokens.length), 0)
+      // Reference logprobs (frozen base), once per micro-batch.
+      const ref: Array<Float32Array | undefined> = []
+      for (const g of groups) {
+        ref.push(objective.klBeta > 0
+          ? yield* Effect.mapError(engine.forward(pack(g.map((i) => sequences[i]!), (s) => new Int32Array(s.tokens.length).fill(-1))), fromEngine)
+          : undefined)
+      }
+      let loss = 0, kl = 0, clipped = 0, ratioSum = 0, trained = 0, maxAbs = 0, maxRel = 0, sumAbs = 0, negLogp = 0
+      let slots: ReadonlyArray<SlotReport> = []
+      yield* Effect.mapError(engine.zeroGrad, fromEngine)
+      for (let epoch = 0; epoch < config.ppoEpochs; epoch++) {
+        for (let p = 0; p < plan.passes.length; p++) {
+          const pass = plan.passes[p]!
+          for (let m = 0; m < groups.length; m++) {
+            const ids = groups[m]!
+            const seqs = ids.map((i) => sequences[i]!)
+            const batch = pack(seqs, (s) => tokenRoutes(pass, s.roles))
+            const mask = concat((n) => new Uint8Array(n), ids.map((i) => masks[p]![i]!))
+            const seq = concat((n) => new Int32Array(n), ids.map((i, k) => new Int32Array(sequences[i]!.tokens.length).fill(k)))
+            const oldLogp = concat((n) => new Float32Array(n), seqs.map((s) => s.logprobs))
+            const w = concat((n) => new Float64Array(n), ids.map((i) => weights[p]!.subarray(offsets[i]!, offsets[i]! + sequences[i]!.tokens.length)))
+            const where = `epoch ${epoch}, pass ${p}, micro-batch ${m}`
+            const result = yield* engine.accumulate(batch, (logp) =>
+              Effect.suspend(() => {
+                const refLogp = ref[m]
+                const out = policyObjective({
+                  logp,
+                  oldLogp,
+                  ...(refLogp === undefined ? {} : { refLogp }),
+                  mask,
+                  seq,
+                  advantages: Float64Array.from(ids, (i) => advantages[i]!),
+                  weights: w
+                }, objective)
+                const dLdlogp = Float32Array.from(out.dLdlogp)
+                if (!Number.isFinite(out.loss) || dLdlogp.some((x) => !Number.isFinite(x))) {
+                  return Effect.fail(new UpdateError({ reason: { _tag: "NonFinite", where } }))
+                }
+                return Effect.succeed({ ...out, dLdlogp, logp })
+              }).pipe(Effect.catchDefect((d) => Effect.fail(inputError(`${where}: ${d instanceof Error ? d.message : String(d)}`))))
+            ).pipe(Effect.mapError((e) => (e._tag === "UpdateError" ? e : fromEngine(e))))
+            if (epoch === 0) {
+              loss += result.loss
+              kl += result.kl
+              clipped += result.clipFraction * result.trainedTokens
+              ratioSum += result.meanRatio * result.trainedTokens
+              trained += result.trainedTokens
+              for (let t = 0; t < mask.length; t++) {
+                if (mask[t] !== 1) continue
+                const d = Math.abs(result.logp[t]! - oldLogp[t]!)
+                if (d > maxAbs) maxAbs = d
+                const rel = d / Math.max(1, Math.abs(oldLogp[t]!))
+                if (rel > maxRel) maxRel = rel
+                sumAbs += d
+                negLogp -= oldLogp[t]!
+              }
+            }
+          }
+        }
+        const report = yield* Effect.mapError(
+          engine.step({ lr, weightDecay: config.optimizer.weightDecay, maxGradNorm: config.optimizer.maxGradNorm, beta1: config.optimizer.beta1, beta2: config.optimizer.beta2, eps: config.optimizer.eps }),
+          fromEngine
+        )
+        if (report.slots.some((s) => !Number.isFinite(s.gradNorm))) {
+          return yield* new UpdateError({ reason: { _tag: "NonFinite", where: `epoch ${epoch}: gradient norm` } })
+        }
+        slots = report.slots
+      }
+      const mean = (x: number) => (trained === 0 ? 0 : x / trained)
+      return {
+        loss,
+        kl,
+        clipFraction: mean(clipped),
+        firstEpochRatio: trained === 0 ? 1 : ratioSum / trained,
+        consistency: { maxAbs, meanAbs: mean(sumAbs), maxRel },
+        entropy: mean(negLogp),
+        trainedTokens: trained,
+        slots,
+        seconds: (performance.now() - started) / 1000
+      } satisfies UpdateReport
+    })
+})
+
+export const layer = (config: UpdateConfig = defaultUpdateConfig): Layer.Layer<Update, never, Engine> =>
+  Layer.effect(Update)(Effect.map(Engine, (engine) => make(engine, config)))
