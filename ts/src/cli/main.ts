@@ -1,18 +1,31 @@
 /**
- * `pnpm pipeline <command>`: the dart-rl command line (effect/cli on Node).
+ * `pnpm pipeline <command>`: the dart-rl command line (effect/cli on Node),
+ * the only reader of flags and environment.
  *
- * For now `train` runs the engine demo (src/demo/EngineDemo.ts) until the RL
- * pipeline lands; `index` builds the built-in BM25 index of a corpus and
- * `serve` answers the Search-R1 retrieval protocol from one. Further commands
- * (eval, leas, ask, pretrain) are added next to them as subcommands.
+ *   train   GRPO training of a search agent in a mode (dart by default), resumable
+ *   eval    a trained run, checkpoint or adapters (or base, or a hybrid plan) on a dataset
+ *   ask     one question in, the agent's trajectory out
+ *   index   build the built-in BM25 index of a corpus
+ *   serve   serve an index with the Search-R1 retrieval protocol
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Effect, Option } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { CliError, Command, Flag } from "effect/cli"
-import * as Engine from "../engine/Engine.ts"
-import { runDemo } from "../demo/EngineDemo.ts"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { Engine } from "../engine/Engine.ts"
+import { Rollout } from "../rollout/Rollout.ts"
+import { MODES } from "../routing/modes.ts"
 import { buildIndex, openIndex } from "../search/bm25.ts"
 import { serve as serveSearch } from "../search/server.ts"
+import { Tokenizer } from "../text/Tokenizer.ts"
+import { decodeConfig, defaultTrainConfig, resolveConfig, type TrainConfig } from "../train/config.ts"
+import { evaluate } from "../train/evaluate.ts"
+import { pipelineLayer } from "../train/layers.ts"
+import { PLANS, type PlanChoice, runAdapters, setupPlan } from "../train/plans.ts"
+import { layerAuto, Progress } from "../train/Progress.ts"
+import { loadRecords, train as runTraining } from "../train/Train.ts"
+import { LEGEND_COLOR, LEGEND_PLAIN, renderSpans, roleSpans } from "./render.ts"
 
 const VERSION = "0.1.0"
 const MAX_SEED = 2 ** 31 - 1
@@ -26,25 +39,8 @@ const intFlag = (name: string, min: number, max: number, description: string) =>
     )
   )
 
-const steps = intFlag("steps", 1, 100_000, "optimizer steps").pipe(Flag.withDefault(30))
-const seed = intFlag("seed", 0, MAX_SEED, "seed of the model, the adapters and the batch").pipe(Flag.withDefault(0))
-const threads = intFlag("threads", 1, 1024, "CPU threads of the engine (default: all cores)").pipe(Flag.optional)
-const backend = Flag.ChoiceWithValue("backend", [
-  ["cpu", "cpu"],
-  ["wgpu", "wgpu"],
-  ["auto", "auto"]
-] as const).pipe(
-  Flag.withDescription("engine backend: cpu (reference), wgpu (WGSL compute), auto (a real GPU, else cpu)"),
-  Flag.withDefault("cpu" as const)
-)
-const lr = Flag.Finite("lr").pipe(
-  Flag.withDescription("AdamW learning rate (number in (0, 1])"),
-  Flag.filter(
-    (x) => x > 0 && x <= 1,
-    (x) => `--lr must be a number in (0, 1], got ${x}`
-  ),
-  Flag.withDefault(1e-2)
-)
+const optional = <A>(flag: Flag.Flag<A>) => flag.pipe(Flag.optional)
+const some = <A>(o: Option.Option<A>): A | undefined => Option.getOrUndefined(o)
 
 const toUserError = (error: { readonly _tag: string; readonly message: string; readonly code?: string }) =>
   new CliError.UserError({
@@ -52,29 +48,220 @@ const toUserError = (error: { readonly _tag: string; readonly message: string; r
     userMessage: `${error._tag}${error.code ? ` [${error.code}]` : ""}: ${error.message}`
   })
 
+const choice = <const C extends ReadonlyArray<string>>(name: string, choices: C, description: string) =>
+  Flag.ChoiceWithValue(name, choices.map((c) => [c, c] as const) as unknown as ReadonlyArray<readonly [C[number], C[number]]>).pipe(
+    Flag.withDescription(description)
+  )
+
+const BACKENDS = ["cpu", "wgpu", "auto"] as const
+
+// Flags shared by train, eval and ask.
+const configFlag = optional(Flag.String("config").pipe(Flag.withDescription("a config file, .json or .yaml (see docs/pipeline.md, \"Config\"); flags override it")))
+const backendFlag = optional(choice("backend", BACKENDS, "engine backend: cpu (reference), wgpu (WGSL compute), auto (a real GPU, else cpu); default cpu"))
+const threadsFlag = optional(intFlag("threads", 0, 1024, "engine threads; 0 = all cores (default 0)"))
+const seedFlag = optional(intFlag("seed", 0, MAX_SEED, "seed of the adapters, the data order and the rollouts (default 0)"))
+const modelFlag = optional(Flag.String("model").pipe(Flag.withDescription("a Hugging Face model folder (config.json, safetensors, tokenizer.json); default: the config's")))
+
+/** The flags that override config keys (only those given). */
+const overrides = (flags: {
+  readonly backend: Option.Option<string>
+  readonly threads: Option.Option<number>
+  readonly seed: Option.Option<number>
+  readonly model: Option.Option<string>
+}): Record<string, unknown> => ({
+  ...(Option.isSome(flags.backend) ? { backend: flags.backend.value } : {}),
+  ...(Option.isSome(flags.threads) ? { threads: flags.threads.value } : {}),
+  ...(Option.isSome(flags.seed) ? { seed: flags.seed.value } : {}),
+  ...(Option.isSome(flags.model) ? { model: resolve(flags.model.value) } : {})
+})
+
+const readRunConfig = (runDir: string) =>
+  Effect.gen(function*() {
+    const file = join(runDir, "config.json")
+    if (!existsSync(file)) return yield* Effect.fail(toUserError({ _tag: "ConfigError", message: `${runDir} is not a run directory (no config.json)` }))
+    const raw: unknown = yield* Effect.try({
+      try: () => JSON.parse(readFileSync(file, "utf8")) as unknown,
+      catch: (e) => toUserError({ _tag: "ConfigError", message: `${file}: ${String(e)}` })
+    })
+    return yield* Effect.mapError(decodeConfig(raw, file), toUserError)
+  })
+
+const stamp = () => new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "").replace("T", "-")
+
+const percent = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(3))
+
+// ---------------------------------------------------------------------------
+// train
+
 const train = Command.make(
   "train",
-  { steps, lr, seed, threads, backend },
+  {
+    config: configFlag,
+    mode: optional(choice("mode", MODES, "training mode; default dart")),
+    resume: optional(Flag.String("resume").pipe(Flag.withDescription("continue the run in this directory from its newest complete checkpoint, with its own config"))),
+    runDir: optional(Flag.String("run-dir").pipe(Flag.withDescription("where the run writes its files (must not hold a run); default runs/<date>-<mode>"))),
+    steps: optional(intFlag("steps", 1, 10_000_000, "RL steps (default: the config's, 20)")),
+    backend: backendFlag,
+    threads: threadsFlag,
+    seed: seedFlag,
+    model: modelFlag
+  },
   (flags) =>
-    runDemo({ steps: flags.steps, lr: flags.lr, seed: flags.seed, vocabSize: Engine.tinyQwen2Config.vocab_size }).pipe(
-      Effect.provide(
-        Engine.layerRandom(
-          Engine.tinyQwen2Config,
-          flags.seed,
-          Option.match(flags.threads, {
-            onNone: () => ({ backend: flags.backend }),
-            onSome: (threads) => ({ threads, backend: flags.backend })
-          })
+    Effect.gen(function*() {
+      let config: TrainConfig
+      let runDir: string
+      const resume = some(flags.resume)
+      if (resume !== undefined) {
+        const given = ["config", "mode", "runDir", "steps", "backend", "threads", "seed", "model"].filter((k) => Option.isSome(flags[k as keyof typeof flags] as Option.Option<unknown>))
+        if (given.length > 0) {
+          return yield* Effect.fail(toUserError({
+            _tag: "ConfigError",
+            message: `--resume continues a run with its own config (${resume}/config.json); drop ${given.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(", ")}`
+          }))
+        }
+        runDir = resolve(resume)
+        config = yield* readRunConfig(runDir)
+      } else {
+        config = yield* Effect.mapError(
+          resolveConfig(some(flags.config), {
+            ...overrides(flags),
+            ...(Option.isSome(flags.mode) ? { mode: flags.mode.value } : {}),
+            ...(Option.isSome(flags.steps) ? { steps: flags.steps.value } : {})
+          }),
+          toUserError
         )
-      ),
-      Effect.mapError(toUserError),
-      Effect.asVoid
-    )
-).pipe(
-  Command.withDescription(
-    "Train (for now: a short engine demo on a tiny random Qwen2-shaped model with two routed LoRA adapters)"
-  )
-)
+        runDir = resolve(some(flags.runDir) ?? join("runs", `${stamp()}-${config.mode}`))
+        mkdirSync(runDir, { recursive: true })
+      }
+      const progress = yield* Progress
+      if (config.model === defaultTrainConfig.model) {
+        yield* progress.log("note: the built-in world is not there yet; this run uses the tiny pipeline fixture (ts/test/fixtures/pipeline)")
+      }
+      yield* progress.log(`train: mode ${config.mode}, ${config.steps} steps of ${config.promptsPerStep} prompts x ${config.rollout.groupSize} samples, backend ${config.backend}, run ${runDir}`)
+      const summary = yield* runTraining(config, { runDir, resume: resume !== undefined }).pipe(
+        Effect.provide(pipelineLayer(config, runDir)),
+        Effect.mapError(toUserError)
+      )
+      yield* progress.log(
+        [
+          `done: ${summary.steps} steps in ${summary.seconds.toFixed(1)} s (mode ${summary.mode})`,
+          `validation EM: before ${percent(summary.emBefore?.em)}, after ${percent(summary.emAfter?.em)}`,
+          ...Object.entries(summary.emAfter?.byDataSource ?? {}).map(([s, g]) =>
+            `  ${s}: before ${percent(summary.emBefore?.byDataSource[s]?.em)}, after ${percent(g.em)} (${g.questions} questions, ${g.searchesPerQuestion.toFixed(2)} searches/question)`),
+          `run directory: ${runDir}`,
+          `  config.json, metrics.jsonl, summary.json, eval/, checkpoints/, adapters/ (PEFT); resume with: pnpm pipeline train --resume ${runDir}`
+        ].join("\n")
+      )
+    })
+).pipe(Command.withDescription("Train a search agent by GRPO over multi-turn search rollouts (DART or a baseline), resumably"))
+
+// ---------------------------------------------------------------------------
+// eval and ask: a model, a plan and its adapters
+
+const planFlags = {
+  run: optional(Flag.String("run").pipe(Flag.withDescription("a run directory: its config (model, search, rollout), its mode and its final adapters (else its newest checkpoint's)"))),
+  adapters: optional(Flag.String("adapters").pipe(Flag.withDescription("a folder with one PEFT folder per adapter (reason/ and tool/, or shared/): a run's adapters/ or a checkpoint's"))),
+  plan: optional(choice("plan", PLANS, "what writes the tokens: a training mode with its adapters, base, or hybrid (default: the run's mode, else base)")),
+  reasonAdapter: optional(Flag.String("reason-adapter").pipe(Flag.withDescription("hybrid: the reasoning writer, a PEFT folder or \"base\""))),
+  toolAdapter: optional(Flag.String("tool-adapter").pipe(Flag.withDescription("hybrid: the tool-call writer, a PEFT folder or \"base\""))),
+  temperature: optional(Flag.Finite("temperature").pipe(
+    Flag.withDescription("sampling temperature, 0 = greedy (number in [0, 10]; default 0)"),
+    Flag.filter((x) => x >= 0 && x <= 10, (x) => `--temperature must be a number in [0, 10], got ${x}`)
+  )),
+  config: configFlag,
+  backend: backendFlag,
+  threads: threadsFlag,
+  seed: seedFlag,
+  model: modelFlag
+}
+
+type PlanFlags = {
+  readonly [K in keyof typeof planFlags]: (typeof planFlags)[K] extends Flag.Flag<infer A> ? A : never
+}
+
+/** The config (a run's, a file's or the defaults, with flags) and the plan choice. */
+const resolvePlanInputs = (flags: PlanFlags) =>
+  Effect.gen(function*() {
+    const run = some(flags.run)
+    const config = run !== undefined
+      ? { ...(yield* readRunConfig(resolve(run))), ...overrides(flags) }
+      : yield* Effect.mapError(resolveConfig(some(flags.config), overrides(flags)), toUserError)
+    const adapters = some(flags.adapters) ?? (run === undefined ? undefined : runAdapters(resolve(run)))
+    const plan: PlanChoice = some(flags.plan) ?? (run !== undefined ? config.mode : "base")
+    const source = {
+      ...(adapters === undefined ? {} : { adapters }),
+      ...(Option.isSome(flags.reasonAdapter) ? { reason: flags.reasonAdapter.value } : {}),
+      ...(Option.isSome(flags.toolAdapter) ? { tool: flags.toolAdapter.value } : {})
+    }
+    return { config, plan, source, temperature: some(flags.temperature) ?? 0 }
+  })
+
+const evalCommand = Command.make(
+  "eval",
+  {
+    ...planFlags,
+    data: optional(Flag.String("data").pipe(Flag.withDescription("questions to answer (Search-R1 layout, .jsonl or .parquet); default: the config's validation set"))),
+    limit: optional(intFlag("limit", 1, 10_000_000, "only the first N questions")),
+    out: optional(Flag.String("out").pipe(Flag.withDescription("folder for results.jsonl and summary.json; default evals/<date>-<plan>")))
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const { config, plan, source, temperature } = yield* resolvePlanInputs(flags)
+      const data = some(flags.data) ?? config.data.validation
+      if (data === undefined) return yield* Effect.fail(toUserError({ _tag: "ConfigError", message: "no questions: give --data (the config has no validation set)" }))
+      const out = resolve(some(flags.out) ?? join("evals", `${stamp()}-${plan}`))
+      mkdirSync(out, { recursive: true })
+      const progress = yield* Progress
+      const { summary } = yield* Effect.gen(function*() {
+        const all = yield* loadRecords(resolve(data))
+        const records = Option.isSome(flags.limit) ? all.slice(0, flags.limit.value) : all
+        const modePlan = yield* setupPlan(plan, source)
+        const result = yield* evaluate(records, { plan: modePlan.generation, seed: config.seed, temperature, batchSize: config.eval.batchSize, label: `eval ${plan}` })
+        writeFileSync(join(out, "results.jsonl"), result.results.map((r) => JSON.stringify(r)).join("\n") + "\n")
+        writeFileSync(join(out, "summary.json"), JSON.stringify({ plan, data, temperature, ...result.summary }, null, 2) + "\n")
+        return result
+      }).pipe(Effect.provide(pipelineLayer(config, out)), Effect.mapError(toUserError))
+      yield* progress.log(
+        [
+          `eval ${plan}: EM ${summary.em.toFixed(3)}, F1 ${summary.f1.toFixed(3)}, ${summary.searchesPerQuestion.toFixed(2)} searches/question over ${summary.questions} questions`,
+          ...Object.entries(summary.byDataSource).map(([s, g]) => `  ${s}: EM ${g.em.toFixed(3)} (${g.questions} questions)`),
+          `results: ${join(out, "results.jsonl")}, summary: ${join(out, "summary.json")}`
+        ].join("\n")
+      )
+    })
+).pipe(Command.withDescription("Evaluate a run, a checkpoint, adapters, the base model or a hybrid plan on a dataset (per-question results and a summary)"))
+
+const ask = Command.make(
+  "ask",
+  {
+    ...planFlags,
+    question: Flag.String("question").pipe(Flag.withDescription("the question to answer"))
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const { config, plan, source, temperature } = yield* resolvePlanInputs(flags)
+      const color = process.stdout.isTTY === true && process.env.NO_COLOR === undefined
+      const text = yield* Effect.gen(function*() {
+        const modePlan = yield* setupPlan(plan, source)
+        const rollout = yield* Rollout
+        const tokenizer = yield* Tokenizer
+        yield* Engine
+        const [t] = yield* rollout.run({ prompts: [{ question: flags.question }], plan: modePlan.generation, seed: config.seed, config: { groupSize: 1, temperature } })
+        const spans = roleSpans(t!.roles)
+        const texts = yield* tokenizer.decodeBatch(spans.map((s) => t!.tokens.subarray(s.start, s.end)))
+        return [
+          renderSpans(spans.map((s, i) => ({ role: s.role, text: texts[i]! })), color),
+          "",
+          color ? LEGEND_COLOR : LEGEND_PLAIN,
+          `plan ${plan}: ${t!.searches} searches, ${t!.invalidActions} invalid actions, ended by ${t!.finish}`
+        ].join("\n")
+      }).pipe(Effect.provide(pipelineLayer(config, resolve("runs", "ask"))), Effect.mapError(toUserError))
+      process.stdout.write(`${text}\n`)
+    })
+).pipe(Command.withDescription("Answer one question: the agent's trajectory with its searches and answer, roles in colour on a terminal"))
+
+// ---------------------------------------------------------------------------
+// index and serve
 
 const bm25Flag = (name: "k1" | "b", fallback: number, max: number, description: string) =>
   Flag.Finite(name).pipe(
@@ -137,10 +324,10 @@ const serve = Command.make(
 
 const pipeline = Command.make("pipeline").pipe(
   Command.withDescription("dart-rl: DART/LEAS agentic-RL training pipeline"),
-  Command.withSubcommands([train, index, serve])
+  Command.withSubcommands([train, evalCommand, ask, index, serve])
 )
 
 Command.run(pipeline, { version: VERSION }).pipe(
-  Effect.provide(NodeServices.layer),
+  Effect.provide(Layer.mergeAll(NodeServices.layer, layerAuto())),
   NodeRuntime.runMain
 )

@@ -115,3 +115,10 @@ const checkRole = (roles: ArrayLike<number>, t: number): number => {
   if (r !== ROLE.P && r !== ROLE.R && r !== ROLE.A && r !== ROLE.O) throw new RangeError(`roles[${t}] = ${r}, expected a role code 0..3 (P, R, A, O)`)
   return r
 }
+
+/** The untrained model: every token written through the frozen base (LEAS's Base; evaluation only). */
+export const basePlan = (): ModePlan => ({
+  mode: "hybrid",
+  generation: { agents: [all(BASE)], writerR: 0, writerA: 0 },
+  passes: []
+})

@@ -210,9 +210,17 @@ export const train = (
 
     let resumed: { dir: string; state: TrainerState } | undefined
     if (options.resume) {
+      if (!existsSync(join(runDir, "config.json"))) return yield* trainError("Resume", `${runDir} is not a run directory (no config.json)`)
       const found = Checkpoint.latest(ckptRoot)
-      if (found === undefined) return yield* trainError("Resume", `${runDir} has no complete checkpoint under checkpoints/ (start it without --resume)`)
-      for (const s of found.skipped) yield* progress.log(`skipping incomplete checkpoint ${s}`)
+      for (const s of Checkpoint.incompleteAll(ckptRoot)) yield* progress.log(`skipping incomplete checkpoint ${s}`)
+      if (found === undefined) {
+        // Stopped before its first checkpoint: nothing to keep, start it again from step 0.
+        yield* progress.log(`${runDir} has no complete checkpoint yet: starting it again from step 0`)
+        truncateMetrics(metricsFile, 0)
+      }
+    }
+    if (options.resume && Checkpoint.latest(ckptRoot) !== undefined) {
+      const found = Checkpoint.latest(ckptRoot)!
       const state = yield* Effect.try({
         try: () => Schema.decodeUnknownSync(TrainerStateSchema)(JSON.parse(readFileSync(join(found.dir, "trainer.json"), "utf8"))),
         catch: (e) => trainError("Resume", `${found.dir}/trainer.json: ${String(e)}`)
@@ -220,9 +228,9 @@ export const train = (
       resumed = { dir: found.dir, state }
       truncateMetrics(metricsFile, state.step)
       yield* progress.log(`resuming ${runDir} from ${found.dir} (step ${state.step} of ${config.steps})`)
-    } else {
+    } else if (!options.resume) {
       if (existsSync(metricsFile)) return yield* trainError("Config", `${runDir} already holds a run (metrics.jsonl); resume it with --resume ${runDir} or choose another --run-dir`)
-      writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
+      Checkpoint.writeFileAtomic(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
     }
 
     const trainSet = yield* loadRecords(config.data.train)

@@ -129,6 +129,15 @@ export const latest = (root: string): { readonly dir: string; readonly step: num
   return undefined
 }
 
+/** The checkpoint folders under `root` that are not complete, each with the reason. */
+export const incompleteAll = (root: string): ReadonlyArray<string> =>
+  existsSync(root)
+    ? readdirSync(root).filter((n) => NAME.test(n)).sort().flatMap((n) => {
+      const why = incomplete(join(root, n))
+      return why === undefined ? [] : [`${n}: ${why}`]
+    })
+    : []
+
 /** Deletes all but the newest `keep` complete checkpoints. */
 export const prune = (root: string, keep: number): void => {
   const complete = readdirSync(root).filter((n) => NAME.test(n) && incomplete(join(root, n)) === undefined).sort().reverse()

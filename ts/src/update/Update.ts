@@ -189,6 +189,11 @@ export const make = (engine: typeof Engine.Service, config: UpdateConfig = defau
             const where = `epoch ${epoch}, pass ${p}, micro-batch ${m}`
             const result = yield* engine.accumulate(batch, (logp) =>
               Effect.suspend(() => {
+                for (let t = 0; t < mask.length; t++) {
+                  if (mask[t] === 1 && !Number.isFinite(logp[t]!)) {
+                    return Effect.fail(new UpdateError({ reason: { _tag: "NonFinite", where: `${where}: the forward pass gave logprob ${logp[t]} at token ${t} (diverged adapters or learning rate)` } }))
+                  }
+                }
                 const refLogp = ref[m]
                 const out = policyObjective({
                   logp,

@@ -1,0 +1,144 @@
+/**
+ * The training loop on the pipeline fixture, in process: a few steps in
+ * every mode, what the run directory holds, the data order, the
+ * checkpoints' atomicity rules, and that a non-finite loss stops the run
+ * before any step or checkpoint.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { MODES, modePlan } from "../src/routing/modes.ts"
+import * as Checkpoint from "../src/train/checkpoint.ts"
+import { pipelineLayer } from "../src/train/layers.ts"
+import { layerSilent } from "../src/train/Progress.ts"
+import { epochOrder, modeSlots, promptsAt, slotNames, train } from "../src/train/Train.ts"
+import * as Update from "../src/update/Update.ts"
+import { fixtureEngine, quickConfig, tmp } from "./support/pipeline.ts"
+
+const runTrain = (config: ReturnType<typeof quickConfig>, runDir: string, resume = false) =>
+  train(config, { runDir, resume }).pipe(Effect.provide(Layer.mergeAll(pipelineLayer(config, runDir), layerSilent, NodeServices.layer)))
+
+const metrics = (runDir: string) =>
+  readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+
+describe("train", () => {
+  for (const mode of MODES) {
+    it.effect(`runs a few steps in mode ${mode}`, () =>
+      Effect.gen(function*() {
+        const runDir = tmp(`train-${mode}`)
+        const config = quickConfig({ mode, steps: 2, checkpointEvery: 1, keepCheckpoints: 1 })
+        const summary = yield* runTrain(config, runDir)
+        const lines = metrics(runDir)
+        const steps = lines.filter((l) => l.kind === "step")
+        assert.deepStrictEqual(steps.map((l) => l.step), [0, 1])
+        for (const l of steps) {
+          for (const k of ["reward", "em", "f1", "formatRate", "searchesPerEpisode", "responseLength", "kl", "clipFraction", "entropy", "rolloutTokensPerSecond", "updateTokensPerSecond", "stepSeconds"]) {
+            assert.isTrue(Number.isFinite(l[k]), `metrics ${k} = ${String(l[k])}`)
+          }
+          const c = l.logprobConsistency as { maxRel: number }
+          assert.isAtMost(c.maxRel, 1e-5)
+          assert.deepStrictEqual(Object.keys(l.adapters as object).sort(), [...slotNames(mode)].sort())
+        }
+        assert.deepStrictEqual(lines.filter((l) => l.kind === "validation").map((l) => l.step), [0, 2])
+        // One checkpoint kept, complete; final adapters in PEFT layout.
+        assert.deepStrictEqual(readdirSync(join(runDir, "checkpoints")), ["step-000000002"])
+        assert.strictEqual(Checkpoint.incomplete(join(runDir, "checkpoints", "step-000000002")), undefined)
+        for (const name of slotNames(mode)) {
+          assert.isTrue(existsSync(join(runDir, "adapters", name, "adapter_model.safetensors")))
+          const peft = JSON.parse(readFileSync(join(runDir, "adapters", name, "adapter_config.json"), "utf8")) as { r: number; peft_type: string }
+          assert.strictEqual(peft.r, slotNames(mode).length === 1 ? config.adapters.sharedRank : config.adapters.rank)
+        }
+        const written = JSON.parse(readFileSync(join(runDir, "summary.json"), "utf8")) as { em_before: number; em_after: number; seconds: number }
+        assert.strictEqual(written.em_before, summary.emBefore!.em)
+        assert.strictEqual(written.em_after, summary.emAfter!.em)
+        assert.isAbove(written.seconds, 0)
+        // The resolved config is what --resume reads.
+        assert.deepStrictEqual(JSON.parse(readFileSync(join(runDir, "config.json"), "utf8")), JSON.parse(JSON.stringify(config)))
+        // A second start in the same folder is refused.
+        const again = yield* Effect.flip(runTrain(config, runDir))
+        assert.include(again.message, "already holds a run")
+      }))
+  }
+
+  it("data order: every question once per epoch, reproducible, another seed another order", () => {
+    const n = 13
+    for (const seed of [0, 1, 99]) {
+      const e0 = Array.from(epochOrder(n, seed, 0))
+      assert.deepStrictEqual([...e0].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i))
+      assert.deepStrictEqual(promptsAt(n, seed, 0, n), e0)
+      assert.deepStrictEqual(promptsAt(n, seed, 5, 10), [...e0.slice(5), ...Array.from(epochOrder(n, seed, 1)).slice(0, 2)])
+    }
+    assert.notDeepEqual(Array.from(epochOrder(n, 0, 0)), Array.from(epochOrder(n, 1, 0)))
+    assert.notDeepEqual(Array.from(epochOrder(n, 0, 0)), Array.from(epochOrder(n, 0, 1)))
+  })
+})
+
+describe("checkpoints", () => {
+  it.effect("a write that fails midway leaves the previous checkpoint the newest complete one", () =>
+    Effect.gen(function*() {
+      const root = tmp("ckpt")
+      yield* Checkpoint.write(root, 1, (dir) => Effect.sync(() => {
+        mkdirSync(dir, { recursive: true })
+        writeFileSync(join(dir, "a.bin"), "one")
+      }))
+      const failed = yield* Effect.flip(Checkpoint.write(root, 2, (dir) =>
+        Effect.gen(function*() {
+          mkdirSync(dir, { recursive: true })
+          writeFileSync(join(dir, "a.bin"), "tw")
+          return yield* Effect.fail("killed")
+        })))
+      assert.strictEqual(failed, "killed")
+      assert.strictEqual(Checkpoint.latest(root)?.step, 1)
+      // A folder renamed but without its manifest (a crash between steps 2 and 3) is skipped.
+      mkdirSync(join(root, "step-000000003"))
+      writeFileSync(join(root, "step-000000003", "a.bin"), "three")
+      assert.strictEqual(Checkpoint.latest(root)?.step, 1)
+      assert.include(Checkpoint.incompleteAll(root)[0]!, "no manifest.json")
+      // A complete one whose file was changed afterwards is skipped too.
+      yield* Checkpoint.write(root, 4, (dir) => Effect.sync(() => {
+        mkdirSync(dir, { recursive: true })
+        writeFileSync(join(dir, "a.bin"), "four")
+      }))
+      assert.strictEqual(Checkpoint.latest(root)?.step, 4)
+      writeFileSync(join(root, "step-000000004", "a.bin"), "fou!")
+      assert.strictEqual(Checkpoint.latest(root)?.step, 1)
+      assert.include(Checkpoint.incomplete(join(root, "step-000000004"))!, "SHA-256")
+      writeFileSync(join(root, "step-000000004", "a.bin"), "fo")
+      assert.include(Checkpoint.incomplete(join(root, "step-000000004"))!, "has 2 bytes")
+      // The next write clears leftovers of a failed one.
+      yield* Checkpoint.write(root, 5, (dir) => Effect.sync(() => {
+        mkdirSync(dir, { recursive: true })
+        writeFileSync(join(dir, "a.bin"), "five")
+      }))
+      assert.isFalse(readdirSync(root).some((n) => n.startsWith(".partial-")))
+      Checkpoint.prune(root, 1)
+      // Only complete checkpoints are pruned: 1 goes, 5 stays.
+      assert.isFalse(existsSync(join(root, "step-000000001")))
+      assert.strictEqual(Checkpoint.latest(root)?.step, 5)
+      rmSync(root, { recursive: true, force: true })
+    }))
+
+  it.effect("a non-finite loss fails the update before any step, naming where", () =>
+    Effect.gen(function*() {
+      const engine = yield* fixtureEngine
+      yield* engine.addAdapter({ rank: 2, alpha: 4, targets: ["q_proj"], seed: 1 })
+      const plan = modePlan("joint", modeSlots("joint"))
+      const before = yield* engine.adapterTensors(0)
+      const tokens = Int32Array.from([5, 6, 7, 8])
+      const roles = Uint8Array.from([0, 1, 1, 1])
+      const logprobs = yield* engine.forward({ tokens, seqLens: Int32Array.of(4), routes: Int32Array.of(0, 0, 0, 0) })
+      // Adapter weights so large that the forward pass overflows.
+      const names = Object.keys(before)
+      for (const name of names) yield* engine.setAdapterTensor(0, name, new Float32Array(before[name]!.length).fill(1e30))
+      const blown = yield* engine.adapterTensors(0)
+      const update = Update.make(engine, Update.defaultUpdateConfig)
+      const error = yield* Effect.flip(update.update({ sequences: [{ tokens, roles, logprobs }], advantages: [1], plan, lr: 0.1 }))
+      console.log(`non-finite update: ${error.message}`)
+      assert.strictEqual(error.reason._tag, "NonFinite")
+      assert.include(error.message, "no checkpoint is written")
+      const after = yield* engine.adapterTensors(0)
+      for (const k of names) assert.deepStrictEqual(after[k], blown[k], `${k} was not stepped`)
+    }))
+})
