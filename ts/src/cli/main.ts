@@ -21,7 +21,7 @@ import { serve as serveSearch } from "../search/server.ts"
 import { Tokenizer } from "../text/Tokenizer.ts"
 import { decodeConfig, defaultTrainConfig, resolveConfig, type TrainConfig } from "../train/config.ts"
 import { evaluate } from "../train/evaluate.ts"
-import { pipelineLayer } from "../train/layers.ts"
+import { checkPaths, pipelineLayer } from "../train/layers.ts"
 import { PLANS, type PlanChoice, runAdapters, setupPlan } from "../train/plans.ts"
 import { layerAuto, Progress } from "../train/Progress.ts"
 import { loadRecords, train as runTraining } from "../train/Train.ts"
@@ -86,6 +86,13 @@ const readRunConfig = (runDir: string) =>
     return yield* Effect.mapError(decodeConfig(raw, file), toUserError)
   })
 
+/** Refuses a config whose files are missing, naming each. */
+const requirePaths = (config: TrainConfig, data?: string) =>
+  Effect.gen(function*() {
+    const problems = [...checkPaths(config), ...(data !== undefined && !existsSync(data) ? [`--data: ${data} does not exist (expected a Search-R1 dataset, .jsonl or .parquet)`] : [])]
+    if (problems.length > 0) return yield* Effect.fail(toUserError({ _tag: "ConfigError", message: problems.join("\n") }))
+  })
+
 const stamp = () => new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "").replace("T", "-")
 
 const percent = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(3))
@@ -130,6 +137,7 @@ const train = Command.make(
           }),
           toUserError
         )
+        yield* requirePaths(config)
         runDir = resolve(some(flags.runDir) ?? join("runs", `${stamp()}-${config.mode}`))
         mkdirSync(runDir, { recursive: true })
       }
@@ -209,6 +217,7 @@ const evalCommand = Command.make(
       const { config, plan, source, temperature } = yield* resolvePlanInputs(flags)
       const data = some(flags.data) ?? config.data.validation
       if (data === undefined) return yield* Effect.fail(toUserError({ _tag: "ConfigError", message: "no questions: give --data (the config has no validation set)" }))
+      yield* requirePaths(config, resolve(data))
       const out = resolve(some(flags.out) ?? join("evals", `${stamp()}-${plan}`))
       mkdirSync(out, { recursive: true })
       const progress = yield* Progress
@@ -240,6 +249,7 @@ const ask = Command.make(
   (flags) =>
     Effect.gen(function*() {
       const { config, plan, source, temperature } = yield* resolvePlanInputs(flags)
+      yield* requirePaths(config)
       const color = process.stdout.isTTY === true && process.env.NO_COLOR === undefined
       const text = yield* Effect.gen(function*() {
         const modePlan = yield* setupPlan(plan, source)

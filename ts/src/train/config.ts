@@ -188,7 +188,9 @@ export const describeConfigIssues = (raw: unknown, leaves: ReadonlyArray<string>
 /** Decodes a merged config; every issue with its path, the allowed values and the value given. */
 export const decodeConfig = (raw: unknown, source: string): Effect.Effect<TrainConfig, ConfigError> =>
   Schema.decodeUnknownEffect(TrainConfig)(raw, { onExcessProperty: "error", errors: "all" }).pipe(
-    Effect.mapError((e) => new ConfigError({ source, message: describeConfigIssues(raw, issueLines(e.issue)) }))
+    Effect.mapError((e) =>
+      new ConfigError({ source, message: `${source}:\n${describeConfigIssues(raw, issueLines(e.issue)).split("\n").map((l) => `  ${l}`).join("\n")}` })
+    )
   )
 
 /** Reads a config file (.json, .yaml or .yml) as plain data; relative paths in it are made relative to the file. */
@@ -201,7 +203,7 @@ export const readConfigFile = (file: string): Effect.Effect<unknown, ConfigError
       if (ext === ".yaml" || ext === ".yml") return YAML.parse(text) as unknown
       throw new Error(`unknown config format ${JSON.stringify(ext)}: expected .json, .yaml or .yml`)
     },
-    catch: (e) => new ConfigError({ source: file, message: e instanceof Error ? e.message : String(e) })
+    catch: (e) => new ConfigError({ source: file, message: `${file}: ${e instanceof Error ? e.message : String(e)}` })
   }).pipe(Effect.map((raw) => relativeTo(raw, resolve(file, ".."))))
 
 /** The file paths of a config (model, data, search) made absolute against `dir`. */
@@ -224,7 +226,7 @@ const relativeTo = (raw: unknown, dir: string): unknown => {
 export const resolveConfig = (file: string | undefined, flags: Record<string, unknown>): Effect.Effect<TrainConfig, ConfigError> =>
   Effect.gen(function*() {
     const fromFile = file === undefined ? {} : yield* readConfigFile(file)
-    if (!isPlainObject(fromFile)) return yield* new ConfigError({ source: file!, message: "expected an object (a mapping of config keys) at the top level" })
+    if (!isPlainObject(fromFile)) return yield* new ConfigError({ source: file!, message: `${file}: expected an object (a mapping of config keys) at the top level` })
     const merged = mergeConfig(mergeConfig(defaultTrainConfig, fromFile), flags)
     return yield* decodeConfig(merged, file === undefined ? "flags" : `${file} (with flags)`)
   })

@@ -73,3 +73,22 @@ export const pipelineLayer = (config: TrainConfig, runDir: string, overrides: Ov
   )
   return Layer.provideMerge(stages, base)
 }
+
+/**
+ * The files a config names, checked before any work: the model folder
+ * (config.json, tokenizer.json), the datasets, the index or corpus. Each
+ * problem names the path and what is expected there.
+ */
+export const checkPaths = (config: Pick<TrainConfig, "model" | "data" | "search">): ReadonlyArray<string> => {
+  const problems: Array<string> = []
+  if (!existsSync(config.model)) problems.push(`model: ${config.model} does not exist (expected a Hugging Face model folder: config.json, *.safetensors, tokenizer.json)`)
+  else {
+    for (const f of ["config.json", "tokenizer.json"]) {
+      if (!existsSync(join(config.model, f))) problems.push(`model: ${config.model} has no ${f} (expected a Hugging Face model folder: config.json, *.safetensors, tokenizer.json)`)
+    }
+  }
+  for (const [k, f] of Object.entries(config.data)) if (f !== undefined && !existsSync(f)) problems.push(`data.${k}: ${f} does not exist (expected a Search-R1 dataset, .jsonl or .parquet)`)
+  if ("index" in config.search && !existsSync(config.search.index)) problems.push(`search.index: ${config.search.index} does not exist (expected a folder made by \`pipeline index\`)`)
+  if ("corpus" in config.search && !existsSync(config.search.corpus)) problems.push(`search.corpus: ${config.search.corpus} does not exist (expected a Search-R1 corpus, .jsonl or .jsonl.gz of {"id", "contents"})`)
+  return problems
+}
