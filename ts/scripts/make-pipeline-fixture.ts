@@ -23,7 +23,7 @@ import { Effect } from "effect"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { random } from "../src/engine/Engine.ts"
+import { type ModelConfig, random } from "../src/engine/Engine.ts"
 import { OBSERVATION_CLOSE, OBSERVATION_OPEN, promptText, SEARCH_R1_TEMPLATE } from "../src/rollout/agent.ts"
 import { buildIndex, openIndex } from "../src/search/bm25.ts"
 import { formatPassages } from "../src/search/protocol.ts"
@@ -129,7 +129,7 @@ const program = Effect.gen(function*() {
     }
     seqLens.push(len)
   }
-  const config = {
+  const config: ModelConfig = {
     model_type: "qwen2",
     architectures: ["Qwen2ForCausalLM"],
     vocab_size: tokenizer.vocabSize,
