@@ -17,8 +17,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { type EngineShape, type ModelConfig, random } from "../src/engine/Engine.ts"
-import { type GenPlan, type Generated, loadNative, type NativeSession, ROLE, type RoleRules } from "../src/engine/native.ts"
+import { type EngineShape, type GenerationSessionShape, type ModelConfig, random } from "../src/engine/Engine.ts"
+import { type GenPlan, type Generated, loadNative, ROLE, type RoleRules } from "../src/engine/native.ts"
 
 // ---------------------------------------------------------------------------
 // Vocabulary (16 ids) and the demonstration
@@ -123,14 +123,12 @@ interface Episode {
  * Runs one sequence to the end: generate; on "tool_call" run the tool on the
  * query and extend with its output; stop on anything else or after `maxTurns`.
  */
-const runEpisode = (session: NativeSession, maxTurns: number, maxNewTokens: number) =>
+const runEpisode = (session: GenerationSessionShape, maxTurns: number, maxNewTokens: number) =>
   Effect.gen(function*() {
-    const seq = session.addSequence(Int32Array.from(PROMPT))
+    const seq = yield* session.addSequence(Int32Array.from(PROMPT))
     const turns: Array<Generated> = []
     for (let turn = 0; turn < maxTurns; turn++) {
-      const out = yield* Effect.promise(() =>
-        session.generate({ maxNewTokens, temperature: 0, stop: [ANSWER_CLOSE], eos: [0] })
-      )
+      const out = yield* session.generate({ maxNewTokens, temperature: 0, stop: [ANSWER_CLOSE], eos: [0] })
       assert.strictEqual(out.length, 1)
       const g = out[0]!
       assert.strictEqual(g.seq, seq)
@@ -138,9 +136,9 @@ const runEpisode = (session: NativeSession, maxTurns: number, maxNewTokens: numb
       if (g.stop !== "tool_call") break
       // The query: the A tokens of this turn without the close tag.
       const action = [...g.tokens].filter((_, i) => g.roles[i] === A)
-      session.extend(seq, searchTool(action.slice(0, action.length - SEARCH_CLOSE.length)), "observation")
+      yield* session.extend(seq, searchTool(action.slice(0, action.length - SEARCH_CLOSE.length)), "observation")
     }
-    return { turns, history: session.sequence(seq) } satisfies Episode
+    return { turns, history: yield* session.sequence(seq) } satisfies Episode
   })
 
 const plainArray = (a: ArrayLike<number>): Array<number> => Array.from(a)
@@ -161,9 +159,9 @@ describe("Session (generation driven from TypeScript)", () => {
   const taught = () => (teaching ??= Effect.runPromise(teach))
 
   it.effect("a dart episode pauses on </search>, takes the tool output and stops on </answer>", () =>
-    Effect.gen(function*() {
+    Effect.scoped(Effect.gen(function*() {
       const { engine } = yield* Effect.promise(taught)
-      const session = engine.native.session({ plan: dart, rules, seed: 7 })
+      const session = yield* engine.session({ plan: dart, rules, seed: 7 })
       const { history, turns } = yield* runEpisode(session, 4, 32)
 
       assert.strictEqual(turns.length, 2)
@@ -199,14 +197,14 @@ describe("Session (generation driven from TypeScript)", () => {
       // Recorded logprobs = what training recomputes (forward on the same tokens and routes).
       yield* assertConsistent(engine, history, history.routes, [R, A])
       // A finished sequence is not generated again.
-      const again = yield* Effect.promise(() => session.generate({ maxNewTokens: 4, temperature: 0 }))
+      const again = yield* session.generate({ maxNewTokens: 4, temperature: 0 })
       assert.deepStrictEqual(again, [])
-    }))
+    })))
 
   it.effect("two-agent: the same episode, R tokens written through slot 0 and A tokens through slot 1", () =>
-    Effect.gen(function*() {
+    Effect.scoped(Effect.gen(function*() {
       const { engine } = yield* Effect.promise(taught)
-      const session = engine.native.session({ plan: twoAgent, rules, seed: 7 })
+      const session = yield* engine.session({ plan: twoAgent, rules, seed: 7 })
       const { history, turns } = yield* runEpisode(session, 4, 32)
       assert.deepStrictEqual(turns.map((g) => g.stop), ["tool_call", "stop"])
       assert.deepStrictEqual(plainArray(history.tokens), demo)
@@ -216,51 +214,85 @@ describe("Session (generation driven from TypeScript)", () => {
       // Each writer reads the whole history through its own slot.
       yield* assertConsistent(engine, history, new Int32Array(demo.length).fill(0), [R])
       yield* assertConsistent(engine, history, new Int32Array(demo.length).fill(1), [A])
-    }))
+    })))
 
   it.effect("the budget: maxNewTokens stops with \"length\" and the next call continues", () =>
-    Effect.gen(function*() {
+    Effect.scoped(Effect.gen(function*() {
       const { engine } = yield* Effect.promise(taught)
-      const session = engine.native.session({ plan: dart, rules, seed: 7 })
-      const seq = session.addSequence(Int32Array.from(PROMPT))
+      const session = yield* engine.session({ plan: dart, rules, seed: 7 })
+      const seq = yield* session.addSequence(Int32Array.from(PROMPT))
       const opts = { maxNewTokens: 2, temperature: 0, stop: [ANSWER_CLOSE] }
-      const a = yield* Effect.promise(() => session.generate(opts))
+      const a = yield* session.generate(opts)
       assert.strictEqual(a[0]!.stop, "length")
       assert.deepStrictEqual(plainArray(a[0]!.tokens), firstTurn.slice(0, 2))
       // Mid-tag: the second half of <search> is still R, the query after it is A.
-      const b = yield* Effect.promise(() => session.generate({ ...opts, maxNewTokens: 8 }))
+      const b = yield* session.generate({ ...opts, maxNewTokens: 8 })
       assert.strictEqual(b[0]!.stop, "tool_call")
       assert.deepStrictEqual(plainArray(b[0]!.tokens), firstTurn.slice(2))
       assert.deepStrictEqual(plainArray(b[0]!.roles), [R, A, A])
       // Without extend, the paused sequence is not active.
-      assert.deepStrictEqual(yield* Effect.promise(() => session.generate(opts)), [])
-      session.extend(seq, Int32Array.from(observation), "observation")
-      const c = yield* Effect.promise(() => session.generate({ ...opts, maxNewTokens: 3 }))
+      assert.deepStrictEqual(yield* session.generate(opts), [])
+      yield* session.extend(seq, Int32Array.from(observation), "observation")
+      const c = yield* session.generate({ ...opts, maxNewTokens: 3 })
       assert.strictEqual(c[0]!.stop, "length")
-      session.finish(seq)
-      assert.deepStrictEqual(yield* Effect.promise(() => session.generate(opts)), [])
-      const h = session.sequence(seq)
+      yield* session.finish(seq)
+      assert.deepStrictEqual(yield* session.generate(opts), [])
+      const h = yield* session.sequence(seq)
       assert.deepStrictEqual(plainArray(h.tokens), demo.slice(0, demo.length - 1))
       assert.deepStrictEqual(plainArray(h.roles), demoRoles.slice(0, demo.length - 1))
       yield* assertConsistent(engine, h, h.routes, [R, A])
-    }))
+    })))
 
-  it.effect("extend rejects model roles and unknown sequences with typed errors", () =>
+  it.effect("extend rejects model roles and unknown sequences with typed errors; a closed session refuses every call", () =>
     Effect.gen(function*() {
       const { engine } = yield* Effect.promise(taught)
-      const session = engine.native.session({ plan: dart, rules, seed: 7 })
-      session.addSequence(Int32Array.from(PROMPT))
-      const code = (f: () => void): string => {
-        try {
-          f()
-        } catch (e) {
-          return String((e as { code?: unknown }).code)
-        }
-        return "no error"
-      }
-      assert.strictEqual(code(() => session.extend(0, Int32Array.of(1), "reasoning" as "prompt")), "DART_INVALID_ARGUMENT")
-      assert.strictEqual(code(() => session.extend(3, Int32Array.of(1), "observation")), "DART_INVALID_ARGUMENT")
-      assert.strictEqual(code(() => session.extend(0, Int32Array.of(99), "observation")), "DART_INVALID_ARGUMENT")
-      assert.strictEqual(code(() => engine.native.session({ plan: { agents: [[0, 0, 5, 0]], writerR: 0, writerA: 0 }, rules })), "DART_UNKNOWN_SLOT")
+      const closed = yield* Effect.scoped(Effect.gen(function*() {
+        const session = yield* engine.session({ plan: dart, rules, seed: 7 })
+        yield* session.addSequence(Int32Array.from(PROMPT))
+        const code = <A>(e: Effect.Effect<A, { readonly code: string }>) => Effect.map(Effect.flip(e), (err) => err.code)
+        assert.strictEqual(yield* code(session.extend(0, Int32Array.of(1), "reasoning" as "prompt")), "DART_INVALID_ARGUMENT")
+        assert.strictEqual(yield* code(session.extend(3, Int32Array.of(1), "observation")), "DART_INVALID_ARGUMENT")
+        assert.strictEqual(yield* code(session.extend(0, Int32Array.of(99), "observation")), "DART_INVALID_ARGUMENT")
+        const unknownSlot = yield* Effect.flip(Effect.scoped(engine.session({ plan: { agents: [[0, 0, 5, 0]], writerR: 0, writerA: 0 }, rules })))
+        assert.strictEqual(unknownSlot.code, "DART_UNKNOWN_SLOT")
+        return session
+      }))
+      // The scope ended: the session is closed.
+      const error = yield* Effect.flip(closed.generate({ maxNewTokens: 2 }))
+      assert.strictEqual(error._tag, "EngineStateError")
+      assert.include(error.message, "closed")
+    }))
+
+  it.effect("the engine lock: concurrent accumulate calls never interleave a forward/backward pair", () =>
+    Effect.gen(function*() {
+      const { engine } = yield* Effect.promise(taught)
+      const batch = (n: number) => ({ tokens: Int32Array.from(demo.slice(0, n)), seqLens: Int32Array.of(n), routes: new Int32Array(n).fill(0) })
+      // Sequential reference: the gradient of each batch alone.
+      const gradOf = (n: number) =>
+        Effect.gen(function*() {
+          yield* engine.zeroGrad
+          yield* engine.accumulate(batch(n), (lp) => Effect.succeed({ dLdlogp: lp.map((_, t) => (t > 0 ? -1 : 0)) }))
+          return (yield* engine.adapterGrads(0))["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"]!
+        })
+      const g8 = yield* gradOf(8)
+      const g14 = yield* gradOf(14)
+      yield* engine.zeroGrad
+      // Concurrently, with the objective yielding in between forward and backward.
+      let overlapped = 0
+      let inside = 0
+      yield* Effect.all([8, 14, 8, 14].map((n) =>
+        engine.accumulate(batch(n), (lp) =>
+          Effect.gen(function*() {
+            inside++
+            if (inside > 1) overlapped++
+            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+            inside--
+            return { dLdlogp: lp.map((_, t) => (t > 0 ? -1 : 0)) }
+          }))
+      ), { concurrency: "unbounded" })
+      assert.strictEqual(overlapped, 0, "two objectives ran between one forward and its backward")
+      const sum = (yield* engine.adapterGrads(0))["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"]!
+      for (let i = 0; i < sum.length; i++) assert.approximately(sum[i]!, 2 * g8[i]! + 2 * g14[i]!, 1e-5 * (1 + Math.abs(sum[i]!)))
+      yield* engine.zeroGrad
     }))
 })
