@@ -164,6 +164,42 @@ describe("policy objective", () => {
     )
   })
 
+  it("micro-batches with the whole batch's weights add up to the whole batch exactly (gradient accumulation)", () => {
+    run(
+      "micro-batch accumulation",
+      fc.property(batch, config, fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }), (b, c, cuts) => {
+        const whole = policyObjective(b, c)
+        const weights = aggregationWeights(b.mask, b.seq, c.aggregation)
+        const sequences = Math.max(...b.seq) + 1
+        // Micro-batches of whole sequences: a cut after sequence s where cuts[s].
+        const groups: Array<Array<number>> = [[]]
+        for (let s = 0; s < sequences; s++) {
+          groups[groups.length - 1]!.push(s)
+          if (cuts[s] && s < sequences - 1) groups.push([])
+        }
+        const dL = new Float64Array(b.seq.length)
+        let loss = 0
+        for (const g of groups) {
+          const idx = b.seq.flatMap((s, t) => (g.includes(s) ? [t] : []))
+          const pick = <T>(xs: ReadonlyArray<T>) => idx.map((t) => xs[t]!)
+          const out = policyObjective({
+            logp: pick(b.logp),
+            oldLogp: pick(b.oldLogp),
+            refLogp: pick(b.refLogp),
+            mask: pick(b.mask),
+            seq: idx.map((t) => g.indexOf(b.seq[t]!)),
+            advantages: g.map((s) => b.advantages[s]!),
+            weights: idx.map((t) => weights[t]!)
+          }, c)
+          idx.forEach((t, k) => (dL[t] = out.dLdlogp[k]!))
+          loss += out.loss
+        }
+        for (let t = 0; t < dL.length; t++) expect(dL[t]).toBe(whole.dLdlogp[t])
+        expect(Math.abs(loss - whole.loss)).toBeLessThan(1e-12 * (1 + Math.abs(whole.loss)))
+      })
+    )
+  })
+
   it("aggregation weights: token-mean sums to 1, seq-mean-token-sum gives 1/S per token, seq-mean-token-mean sums to 1/S per sequence", () => {
     run(
       "aggregation weights",
