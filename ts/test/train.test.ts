@@ -62,6 +62,16 @@ describe("train", () => {
       }))
   }
 
+  it.effect("the gradient-angle probe is logged every N steps in a shared-adapter mode and refused with two adapters", () =>
+    Effect.gen(function*() {
+      const runDir = tmp("probe")
+      yield* runTrain(quickConfig({ mode: "joint", steps: 3, gradientProbeEvery: 2, checkpointEvery: 3 }), runDir)
+      const steps = metrics(runDir).filter((l) => l.kind === "step")
+      assert.deepStrictEqual(steps.map((l) => typeof l.gradientCosine), ["number", "undefined", "number"])
+      const refused = yield* Effect.flip(runTrain(quickConfig({ mode: "dart", gradientProbeEvery: 1 }), tmp("probe-dart")))
+      assert.include(refused.message, "gradientProbeEvery needs one shared adapter")
+    }))
+
   it("data order: every question once per epoch, reproducible, another seed another order", () => {
     const n = 13
     for (const seed of [0, 1, 99]) {

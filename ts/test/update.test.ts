@@ -115,3 +115,26 @@ describe("update", () => {
       assert.include(e2.message, `1 advantages for ${trajectories.length} sequences`)
     }))
 })
+
+describe("gradient-angle probe", () => {
+  it.effect("cosine(g_reasoning, g_tool) on the shared adapter, nothing stepped; refused for two adapters", () =>
+    Effect.gen(function*() {
+      const { advantages, engine, plan, trajectories } = yield* setup("joint")
+      const update = Update.make(engine)
+      const before = yield* engine.adapterTensors(0)
+      const probe = yield* update.gradientCosine({ sequences: trajectories, advantages, plan, lr: 1e-2 })
+      console.log(`gradient probe (joint): cosine ${probe.cosine.toFixed(4)}, |g_R| ${probe.normReasoning.toExponential(2)}, |g_A| ${probe.normTool.toExponential(2)}`)
+      assert.isAbove(probe.normReasoning, 0)
+      assert.isAbove(probe.normTool, 0)
+      assert.isAtMost(Math.abs(probe.cosine), 1)
+      assert.isBelow(Math.abs(probe.cosine), 0.9999, "two different gradients")
+      // Nothing stepped, gradients cleared.
+      const after = yield* engine.adapterTensors(0)
+      for (const k of Object.keys(before)) assert.deepStrictEqual(after[k], before[k])
+      const grads = yield* engine.adapterGrads(0)
+      for (const g of Object.values(grads)) assert.isTrue(g.every((x) => x === 0))
+      const dart = yield* setup("dart")
+      const refused = yield* Effect.flip(Update.make(dart.engine).gradientCosine({ sequences: dart.trajectories, advantages: dart.advantages, plan: dart.plan, lr: 1e-2 }))
+      assert.include(refused.message, "one shared adapter")
+    }))
+})

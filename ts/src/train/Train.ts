@@ -233,6 +233,9 @@ export const train = (
       Checkpoint.writeFileAtomic(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
     }
 
+    if (config.gradientProbeEvery > 0 && slotNames(config.mode).length !== 1) {
+      return yield* trainError("Config", `gradientProbeEvery needs one shared adapter (modes joint, reas-only, tool-only); mode ${config.mode} trains reasoning and tool calls in separate adapters`)
+    }
     const trainSet = yield* loadRecords(config.data.train)
     const validation = config.data.validation === undefined ? [] : yield* loadRecords(config.data.validation)
     const validSet = config.eval.limit > 0 ? validation.slice(0, config.eval.limit) : validation
@@ -291,7 +294,9 @@ export const train = (
       const rewards = scores.map((s) => s.reward)
       const advantages = groupAdvantages(rewards, trajectories.map((t) => t.prompt), config.advantage)
       const lr = learningRate(schedule, step)
-      const report = yield* update.update({ sequences: trajectories, advantages, plan, lr })
+      const request = { sequences: trajectories, advantages, plan, lr }
+      const probe = config.gradientProbeEvery > 0 && step % config.gradientProbeEvery === 0 ? yield* update.gradientCosine(request) : undefined
+      const report = yield* update.update(request)
       cursor += config.promptsPerStep
       step++
       const generated = trajectories.reduce((n, t) => n + t.roles.filter((r) => r === 1 || r === 2).length, 0)
@@ -318,7 +323,8 @@ export const train = (
         adapters: Object.fromEntries(report.slots.map((s) => [names[s.slot] ?? `slot${s.slot}`, { tokens: s.tokens, gradNorm: s.gradNorm, clipped: s.clipped, updated: s.updated }])),
         rolloutTokensPerSecond: generated / Math.max(rolloutSeconds, 1e-9),
         updateTokensPerSecond: (tokens * plan.passes.length * config.update.ppoEpochs) / Math.max(report.seconds, 1e-9),
-        stepSeconds: (performance.now() - t0) / 1000
+        stepSeconds: (performance.now() - t0) / 1000,
+        ...(probe === undefined ? {} : { gradientCosine: probe.cosine, gradientNorms: { reasoning: probe.normReasoning, tool: probe.normTool } })
       }
       appendFileSync(metricsFile, JSON.stringify(line) + "\n")
       yield* task.update(step, { reward: line.reward.toFixed(3), searches: line.searchesPerEpisode.toFixed(2), kl: line.kl.toExponential(1) })

@@ -18,7 +18,8 @@
 import { Context, Effect, Layer, Schema } from "effect"
 import { type Batch, Engine, type EngineError, type SlotReport } from "../engine/Engine.ts"
 import { aggregationWeights, ObjectiveConfig, policyObjective } from "../objective/ppo.ts"
-import { lossMask, type ModePlan, tokenRoutes } from "../routing/modes.ts"
+import { ROLE } from "../domain/model.ts"
+import { lossMask, type ModePlan, tokenRoutes, type TrainingPass } from "../routing/modes.ts"
 import { microBatches } from "./schedule.ts"
 
 const int = (min: number, max: number) => Schema.Int.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
@@ -111,8 +112,22 @@ const fromEngine = (e: EngineError) =>
     : new UpdateError({ reason: { _tag: "Engine", op: e.op, code: e.code, detail: e.message } })
 const inputError = (detail: string) => new UpdateError({ reason: { _tag: "Input", detail } })
 
+export interface GradientProbe {
+  /** cosine(g_reasoning, g_tool) on the shared adapter: the gradients of the objective on R tokens only and on A tokens only. */
+  readonly cosine: number
+  readonly normReasoning: number
+  readonly normTool: number
+}
+
 export interface UpdateShape {
   readonly update: (request: UpdateRequest) => Effect.Effect<UpdateReport, UpdateError>
+  /**
+   * The gradient-angle probe: two separate backward passes on the batch,
+   * one with loss on reasoning tokens, one on tool-call tokens, through
+   * the mode's one shared adapter; nothing is stepped and the gradients
+   * are cleared afterwards. Fails for modes with two adapters.
+   */
+  readonly gradientCosine: (request: UpdateRequest) => Effect.Effect<GradientProbe, UpdateError>
 }
 
 export class Update extends Context.Service<Update, UpdateShape>()("@dart-rl/ts/Update") {}
@@ -141,28 +156,45 @@ const concat = <T extends Float32Array | Uint8Array | Int32Array | Float64Array>
   return out
 }
 
-export const make = (engine: typeof Engine.Service, config: UpdateConfig = defaultUpdateConfig): UpdateShape => ({
-  update: ({ advantages, lr, plan, sequences }) =>
+/** First-epoch statistics of one accumulation over the batch. */
+interface EpochStats {
+  loss: number
+  kl: number
+  clipped: number
+  ratioSum: number
+  trained: number
+  maxAbs: number
+  maxRel: number
+  sumAbs: number
+  negLogp: number
+}
+
+const emptyStats = (): EpochStats => ({ loss: 0, kl: 0, clipped: 0, ratioSum: 0, trained: 0, maxAbs: 0, maxRel: 0, sumAbs: 0, negLogp: 0 })
+
+const checkRequest = ({ advantages, plan, sequences }: UpdateRequest) => {
+  if (plan.passes.length === 0) return inputError(`mode ${plan.mode} has no training passes (evaluation only)`)
+  if (advantages.length !== sequences.length) return inputError(`${advantages.length} advantages for ${sequences.length} sequences`)
+  for (let i = 0; i < sequences.length; i++) {
+    const s = sequences[i]!
+    if (s.roles.length !== s.tokens.length || s.logprobs.length !== s.tokens.length) {
+      return inputError(`sequence ${i}: ${s.tokens.length} tokens, ${s.roles.length} roles, ${s.logprobs.length} logprobs`)
+    }
+  }
+  return undefined
+}
+
+export const make = (engine: typeof Engine.Service, config: UpdateConfig = defaultUpdateConfig): UpdateShape => {
+  const objective = config.objective
+
+  /**
+   * A prepared batch: micro-batches, and `accumulate(passes, stats)` that
+   * runs forward / objective / backward of every pass over every
+   * micro-batch, with each pass's aggregation weights over the whole batch.
+   */
+  const prepare = ({ advantages, sequences }: UpdateRequest) =>
     Effect.gen(function*() {
-      const started = performance.now()
-      if (plan.passes.length === 0) return yield* inputError(`mode ${plan.mode} has no training passes (evaluation only)`)
-      if (advantages.length !== sequences.length) return yield* inputError(`${advantages.length} advantages for ${sequences.length} sequences`)
-      for (let i = 0; i < sequences.length; i++) {
-        const s = sequences[i]!
-        if (s.roles.length !== s.tokens.length || s.logprobs.length !== s.tokens.length) {
-          return yield* inputError(`sequence ${i}: ${s.tokens.length} tokens, ${s.roles.length} roles, ${s.logprobs.length} logprobs`)
-        }
-      }
       const groups = microBatches(sequences.map((s) => s.tokens.length), config.microBatchTokens)
-      const objective = config.objective
-      const masks = plan.passes.map((pass) => sequences.map((s) => lossMask(pass, s.roles)))
-      // Aggregation weights over the whole batch, per pass.
-      const weights = masks.map((perSeq) =>
-        aggregationWeights(
-          concat((n) => new Uint8Array(n), perSeq),
-          concat((n) => new Int32Array(n), sequences.map((s, i) => new Int32Array(s.tokens.length).fill(i))),
-          objective.aggregation
-        ))
+      const seqOf = concat((n) => new Int32Array(n), sequences.map((s, i) => new Int32Array(s.tokens.length).fill(i)))
       const offsets: Array<number> = []
       sequences.reduce((at, s) => (offsets.push(at), at + s.tokens.length), 0)
       // Reference logprobs (frozen base), once per micro-batch.
@@ -172,65 +204,81 @@ export const make = (engine: typeof Engine.Service, config: UpdateConfig = defau
           ? yield* Effect.mapError(engine.forward(pack(g.map((i) => sequences[i]!), (s) => new Int32Array(s.tokens.length).fill(-1))), fromEngine)
           : undefined)
       }
-      let loss = 0, kl = 0, clipped = 0, ratioSum = 0, trained = 0, maxAbs = 0, maxRel = 0, sumAbs = 0, negLogp = 0
-      let slots: ReadonlyArray<SlotReport> = []
-      yield* Effect.mapError(engine.zeroGrad, fromEngine)
-      for (let epoch = 0; epoch < config.ppoEpochs; epoch++) {
-        for (let p = 0; p < plan.passes.length; p++) {
-          const pass = plan.passes[p]!
-          for (let m = 0; m < groups.length; m++) {
-            const ids = groups[m]!
-            const seqs = ids.map((i) => sequences[i]!)
-            const batch = pack(seqs, (s) => tokenRoutes(pass, s.roles))
-            const mask = concat((n) => new Uint8Array(n), ids.map((i) => masks[p]![i]!))
-            const seq = concat((n) => new Int32Array(n), ids.map((i, k) => new Int32Array(sequences[i]!.tokens.length).fill(k)))
-            const oldLogp = concat((n) => new Float32Array(n), seqs.map((s) => s.logprobs))
-            const w = concat((n) => new Float64Array(n), ids.map((i) => weights[p]!.subarray(offsets[i]!, offsets[i]! + sequences[i]!.tokens.length)))
-            const where = `epoch ${epoch}, pass ${p}, micro-batch ${m}`
-            const result = yield* engine.accumulate(batch, (logp) =>
-              Effect.suspend(() => {
-                for (let t = 0; t < mask.length; t++) {
-                  if (mask[t] === 1 && !Number.isFinite(logp[t]!)) {
-                    return Effect.fail(new UpdateError({ reason: { _tag: "NonFinite", where: `${where}: the forward pass gave logprob ${logp[t]} at token ${t} (diverged adapters or learning rate)` } }))
+      const accumulate = (passes: ReadonlyArray<TrainingPass>, stats: EpochStats | undefined, label: string) =>
+        Effect.gen(function*() {
+          for (let p = 0; p < passes.length; p++) {
+            const pass = passes[p]!
+            const masks = sequences.map((s) => lossMask(pass, s.roles))
+            const weights = aggregationWeights(concat((n) => new Uint8Array(n), masks), seqOf, objective.aggregation)
+            for (let m = 0; m < groups.length; m++) {
+              const ids = groups[m]!
+              const seqs = ids.map((i) => sequences[i]!)
+              const batch = pack(seqs, (s) => tokenRoutes(pass, s.roles))
+              const mask = concat((n) => new Uint8Array(n), ids.map((i) => masks[i]!))
+              const seq = concat((n) => new Int32Array(n), ids.map((i, k) => new Int32Array(sequences[i]!.tokens.length).fill(k)))
+              const oldLogp = concat((n) => new Float32Array(n), seqs.map((s) => s.logprobs))
+              const w = concat((n) => new Float64Array(n), ids.map((i) => weights.subarray(offsets[i]!, offsets[i]! + sequences[i]!.tokens.length)))
+              const where = `${label}, pass ${p}, micro-batch ${m}`
+              const result = yield* engine.accumulate(batch, (logp) =>
+                Effect.suspend(() => {
+                  for (let t = 0; t < mask.length; t++) {
+                    if (mask[t] === 1 && !Number.isFinite(logp[t]!)) {
+                      return Effect.fail(new UpdateError({ reason: { _tag: "NonFinite", where: `${where}: the forward pass gave logprob ${logp[t]} at token ${t} (diverged adapters or learning rate)` } }))
+                    }
                   }
+                  const refLogp = ref[m]
+                  const out = policyObjective({
+                    logp,
+                    oldLogp,
+                    ...(refLogp === undefined ? {} : { refLogp }),
+                    mask,
+                    seq,
+                    advantages: Float64Array.from(ids, (i) => advantages[i]!),
+                    weights: w
+                  }, objective)
+                  const dLdlogp = Float32Array.from(out.dLdlogp)
+                  if (!Number.isFinite(out.loss) || dLdlogp.some((x) => !Number.isFinite(x))) {
+                    return Effect.fail(new UpdateError({ reason: { _tag: "NonFinite", where } }))
+                  }
+                  return Effect.succeed({ ...out, dLdlogp, logp })
+                }).pipe(Effect.catchDefect((d) => Effect.fail(inputError(`${where}: ${d instanceof Error ? d.message : String(d)}`))))
+              ).pipe(Effect.mapError((e) => (e._tag === "UpdateError" ? e : fromEngine(e))))
+              if (stats !== undefined) {
+                stats.loss += result.loss
+                stats.kl += result.kl
+                stats.clipped += result.clipFraction * result.trainedTokens
+                stats.ratioSum += result.meanRatio * result.trainedTokens
+                stats.trained += result.trainedTokens
+                for (let t = 0; t < mask.length; t++) {
+                  if (mask[t] !== 1) continue
+                  const d = Math.abs(result.logp[t]! - oldLogp[t]!)
+                  if (d > stats.maxAbs) stats.maxAbs = d
+                  const rel = d / Math.max(1, Math.abs(oldLogp[t]!))
+                  if (rel > stats.maxRel) stats.maxRel = rel
+                  stats.sumAbs += d
+                  stats.negLogp -= oldLogp[t]!
                 }
-                const refLogp = ref[m]
-                const out = policyObjective({
-                  logp,
-                  oldLogp,
-                  ...(refLogp === undefined ? {} : { refLogp }),
-                  mask,
-                  seq,
-                  advantages: Float64Array.from(ids, (i) => advantages[i]!),
-                  weights: w
-                }, objective)
-                const dLdlogp = Float32Array.from(out.dLdlogp)
-                if (!Number.isFinite(out.loss) || dLdlogp.some((x) => !Number.isFinite(x))) {
-                  return Effect.fail(new UpdateError({ reason: { _tag: "NonFinite", where } }))
-                }
-                return Effect.succeed({ ...out, dLdlogp, logp })
-              }).pipe(Effect.catchDefect((d) => Effect.fail(inputError(`${where}: ${d instanceof Error ? d.message : String(d)}`))))
-            ).pipe(Effect.mapError((e) => (e._tag === "UpdateError" ? e : fromEngine(e))))
-            if (epoch === 0) {
-              loss += result.loss
-              kl += result.kl
-              clipped += result.clipFraction * result.trainedTokens
-              ratioSum += result.meanRatio * result.trainedTokens
-              trained += result.trainedTokens
-              for (let t = 0; t < mask.length; t++) {
-                if (mask[t] !== 1) continue
-                const d = Math.abs(result.logp[t]! - oldLogp[t]!)
-                if (d > maxAbs) maxAbs = d
-                const rel = d / Math.max(1, Math.abs(oldLogp[t]!))
-                if (rel > maxRel) maxRel = rel
-                sumAbs += d
-                negLogp -= oldLogp[t]!
               }
             }
           }
-        }
+        })
+      return { accumulate }
+    })
+
+  const update = (request: UpdateRequest) =>
+    Effect.gen(function*() {
+      const started = performance.now()
+      const bad = checkRequest(request)
+      if (bad !== undefined) return yield* bad
+      const { accumulate } = yield* prepare(request)
+      const stats = emptyStats()
+      let slots: ReadonlyArray<SlotReport> = []
+      yield* Effect.mapError(engine.zeroGrad, fromEngine)
+      for (let epoch = 0; epoch < config.ppoEpochs; epoch++) {
+        yield* accumulate(request.plan.passes, epoch === 0 ? stats : undefined, `epoch ${epoch}`)
+        const o = config.optimizer
         const report = yield* Effect.mapError(
-          engine.step({ lr, weightDecay: config.optimizer.weightDecay, maxGradNorm: config.optimizer.maxGradNorm, beta1: config.optimizer.beta1, beta2: config.optimizer.beta2, eps: config.optimizer.eps }),
+          engine.step({ lr: request.lr, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm, beta1: o.beta1, beta2: o.beta2, eps: o.eps }),
           fromEngine
         )
         if (report.slots.some((s) => !Number.isFinite(s.gradNorm))) {
@@ -238,20 +286,51 @@ export const make = (engine: typeof Engine.Service, config: UpdateConfig = defau
         }
         slots = report.slots
       }
-      const mean = (x: number) => (trained === 0 ? 0 : x / trained)
+      const mean = (x: number) => (stats.trained === 0 ? 0 : x / stats.trained)
       return {
-        loss,
-        kl,
-        clipFraction: mean(clipped),
-        firstEpochRatio: trained === 0 ? 1 : ratioSum / trained,
-        consistency: { maxAbs, meanAbs: mean(sumAbs), maxRel },
-        entropy: mean(negLogp),
-        trainedTokens: trained,
+        loss: stats.loss,
+        kl: stats.kl,
+        clipFraction: mean(stats.clipped),
+        firstEpochRatio: stats.trained === 0 ? 1 : stats.ratioSum / stats.trained,
+        consistency: { maxAbs: stats.maxAbs, meanAbs: mean(stats.sumAbs), maxRel: stats.maxRel },
+        entropy: mean(stats.negLogp),
+        trainedTokens: stats.trained,
         slots,
         seconds: (performance.now() - started) / 1000
       } satisfies UpdateReport
     })
-})
+
+  const gradientCosine = (request: UpdateRequest) =>
+    Effect.gen(function*() {
+      const bad = checkRequest(request)
+      if (bad !== undefined) return yield* bad
+      const pass = request.plan.passes[0]!
+      const slot = pass.routes[ROLE.R]
+      if (request.plan.passes.length !== 1 || pass.routes.some((r) => r !== slot) || slot < 0) {
+        return yield* inputError(`the gradient probe needs one shared adapter (joint, reas-only, tool-only); mode ${request.plan.mode} routes reasoning and tool calls to different adapters`)
+      }
+      const { accumulate } = yield* prepare(request)
+      const gradientOf = (role: "R" | "A") =>
+        Effect.gen(function*() {
+          yield* Effect.mapError(engine.zeroGrad, fromEngine)
+          yield* accumulate([{ routes: pass.routes, loss: [false, role === "R", role === "A", false] }], undefined, `gradient probe ${role}`)
+          const grads = yield* Effect.mapError(engine.adapterGrads(slot), fromEngine)
+          return concat((n) => new Float64Array(n), Object.keys(grads).sort().map((k) => grads[k]!))
+        })
+      const gR = yield* gradientOf("R")
+      const gA = yield* gradientOf("A")
+      yield* Effect.mapError(engine.zeroGrad, fromEngine)
+      let dot = 0, nr = 0, na = 0
+      for (let i = 0; i < gR.length; i++) {
+        dot += gR[i]! * gA[i]!
+        nr += gR[i]! ** 2
+        na += gA[i]! ** 2
+      }
+      return { cosine: nr === 0 || na === 0 ? 0 : dot / Math.sqrt(nr * na), normReasoning: Math.sqrt(nr), normTool: Math.sqrt(na) }
+    })
+
+  return { update, gradientCosine }
+}
 
 export const layer = (config: UpdateConfig = defaultUpdateConfig): Layer.Layer<Update, never, Engine> =>
   Layer.effect(Update)(Effect.map(Engine, (engine) => make(engine, config)))
