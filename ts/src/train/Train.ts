@@ -176,13 +176,21 @@ interface TrainerState {
 
 const TrainerStateSchema = Schema.Struct({ step: Schema.Int, cursor: Schema.Int, elapsedSeconds: Schema.Finite })
 
-/** metrics.jsonl without the lines of steps >= `step` (what a resumed run rewrites) and without a torn last line. */
-const truncateMetrics = (file: string, step: number) => {
+/**
+ * metrics.jsonl as it was when `completed` steps were done (what a resumed
+ * run continues from): step lines of the steps before, validation lines
+ * up to and including `completed` (the validation after step N is written
+ * before checkpoint N) but not the final one, no torn last line.
+ * `completed` = 0 keeps nothing.
+ */
+const truncateMetrics = (file: string, completed: number, steps: number) => {
   if (!existsSync(file)) return
   const kept = readFileSync(file, "utf8").split("\n").filter((line) => {
     try {
-      const m = JSON.parse(line) as { step?: unknown }
-      return typeof m.step === "number" && m.step < step
+      const m = JSON.parse(line) as { step?: unknown; kind?: unknown }
+      if (typeof m.step !== "number" || completed === 0) return false
+      // The validation after the last step is redone (it comes after the last checkpoint).
+      return m.kind === "validation" ? m.step <= completed && m.step < steps : m.step < completed
     } catch {
       return false
     }
@@ -216,7 +224,7 @@ export const train = (
       if (found === undefined) {
         // Stopped before its first checkpoint: nothing to keep, start it again from step 0.
         yield* progress.log(`${runDir} has no complete checkpoint yet: starting it again from step 0`)
-        truncateMetrics(metricsFile, 0)
+        truncateMetrics(metricsFile, 0, config.steps)
       }
     }
     if (options.resume && Checkpoint.latest(ckptRoot) !== undefined) {
@@ -226,7 +234,11 @@ export const train = (
         catch: (e) => trainError("Resume", `${found.dir}/trainer.json: ${String(e)}`)
       })
       resumed = { dir: found.dir, state }
-      truncateMetrics(metricsFile, state.step)
+      if (state.step >= config.steps && existsSync(join(runDir, "summary.json"))) {
+        yield* progress.log(`${runDir} is complete (${config.steps} steps); nothing to resume`)
+        return JSON.parse(readFileSync(join(runDir, "summary.json"), "utf8")) as TrainSummary
+      }
+      truncateMetrics(metricsFile, state.step, config.steps)
       yield* progress.log(`resuming ${runDir} from ${found.dir} (step ${state.step} of ${config.steps})`)
     } else if (!options.resume) {
       if (existsSync(metricsFile)) return yield* trainError("Config", `${runDir} already holds a run (metrics.jsonl); resume it with --resume ${runDir} or choose another --run-dir`)
@@ -339,7 +351,7 @@ export const train = (
     for (let s = 0; s < names.length; s++) yield* engine.saveAdapter(s, join(runDir, "adapters", names[s]!))
     const seconds = priorSeconds + (performance.now() - started) / 1000
     const summary: TrainSummary = { runDir, mode: config.mode, steps: config.steps, emBefore, emAfter, seconds, resumedFrom: resumed?.state.step }
-    writeFileSync(
+    Checkpoint.writeFileAtomic(
       join(runDir, "summary.json"),
       JSON.stringify({ ...summary, em_before: emBefore?.em, em_after: emAfter?.em }, null, 2) + "\n"
     )
