@@ -13,7 +13,10 @@ import { MODES, modePlan } from "../src/routing/modes.ts"
 import * as Checkpoint from "../src/train/checkpoint.ts"
 import { pipelineLayer } from "../src/train/layers.ts"
 import { layerSilent } from "../src/train/Progress.ts"
-import { epochOrder, modeSlots, promptsAt, slotNames, train } from "../src/train/Train.ts"
+import { epochOrder, loadRecords, modeSlots, promptsAt, slotNames, stepSeed, train } from "../src/train/Train.ts"
+import * as Engine from "../src/engine/Engine.ts"
+import * as Reward from "../src/reward/Reward.ts"
+import * as Rollout from "../src/rollout/Rollout.ts"
 import * as Update from "../src/update/Update.ts"
 import { fixtureEngine, quickConfig, tmp } from "./support/pipeline.ts"
 
@@ -70,6 +73,50 @@ describe("train", () => {
       assert.deepStrictEqual(steps.map((l) => typeof l.gradientCosine), ["number", "undefined", "number"])
       const refused = yield* Effect.flip(runTrain(quickConfig({ mode: "dart", gradientProbeEvery: 1 }), tmp("probe-dart")))
       assert.include(refused.message, "gradientProbeEvery needs one shared adapter")
+    }))
+
+  it.effect("the loop with test layers: prompts in the seeded order, a session seed per step, group-relative advantages from the rewards", () =>
+    Effect.gen(function*() {
+      const config = quickConfig({ steps: 4, promptsPerStep: 2, checkpointEvery: 4, data: { train: quickConfig().data.train } })
+      const G = config.rollout.groupSize
+      const requests: Array<Rollout.RolloutRequest> = []
+      const updates: Array<Update.UpdateRequest> = []
+      // Sample g of every prompt answers "g": the reward is g.
+      const rollout = Rollout.layerScripted((request) => {
+        requests.push(request)
+        return request.prompts.flatMap((_, p) => Array.from({ length: G }, (_, g) => ({
+          prompt: p, sample: g, tokens: Int32Array.of(1, 2, 3), roles: Uint8Array.of(0, 1, 1), routes: Int32Array.of(0, 0, 0),
+          logprobs: Float32Array.of(0, -1, -1), promptLength: 1, response: String(g), turns: 1, searches: g, searchFailures: 0, invalidActions: 0, finish: "answer" as const
+        })))
+      })
+      const layers = Layer.mergeAll(
+        rollout,
+        Reward.layerConstant((response) => Number(response)),
+        Update.layerRecording(updates),
+        Engine.layerRandom(Engine.tinyQwen2Config, 1, { threads: 1 }),
+        layerSilent,
+        NodeServices.layer
+      )
+      const runDir = tmp("loop")
+      yield* train(config, { runDir, resume: false }).pipe(Effect.provide(layers))
+      const records = yield* loadRecords(config.data.train).pipe(Effect.provide(NodeServices.layer))
+      assert.strictEqual(requests.length, 4)
+      requests.forEach((r, step) => {
+        const expected = promptsAt(records.length, config.seed, step * 2, 2).map((i) => records[i]!.question)
+        assert.deepStrictEqual(r.prompts.map((p) => p.question), expected, `prompts of step ${step}`)
+        assert.strictEqual(r.seed, stepSeed(config.seed, step))
+      })
+      assert.strictEqual(new Set(requests.map((r) => r.seed)).size, 4)
+      // GRPO: (g - mean) / (std + eps) within each group of G = 3: rewards 0, 1, 2.
+      const std = Math.sqrt(2 / 3)
+      for (const u of updates) {
+        assert.strictEqual(u.advantages.length, 2 * G)
+        for (let i = 0; i < u.advantages.length; i++) assert.approximately(u.advantages[i]!, ((i % G) - 1) / (std + 1e-6), 1e-9)
+        assert.strictEqual(u.plan.mode, "dart")
+      }
+      const steps = metrics(runDir).filter((l) => l.kind === "step")
+      assert.deepStrictEqual(steps.map((l) => l.reward), [1, 1, 1, 1])
+      assert.deepStrictEqual(steps.map((l) => l.searchesPerEpisode), [1, 1, 1, 1])
     }))
 
   it("data order: every question once per epoch, reproducible, another seed another order", () => {

@@ -41,3 +41,7 @@ export const fromRules = (config: RewardConfig = defaultRewardConfig, format: Pa
 
 export const layer = (config: RewardConfig = defaultRewardConfig, format: Partial<FormatRules> = {}): Layer.Layer<Reward> =>
   Layer.succeed(Reward)(fromRules(config, format))
+
+/** A test layer: the reward of a response is `value(response)`; the other metrics as the rules compute them. */
+export const layerConstant = (value: (response: string) => number): Layer.Layer<Reward> =>
+  Layer.succeed(Reward)(make((input) => Effect.succeed({ ...scoreResponse(input), reward: value(input.response) })))

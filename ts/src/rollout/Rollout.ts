@@ -342,3 +342,16 @@ export const layer = (config: RolloutConfig = defaultRolloutConfig): Layer.Layer
       return make(yield* Engine, yield* Tokenizer, yield* Search, config)
     })
   )
+
+/**
+ * A test layer: `run` answers from a script (the trajectories for each call,
+ * in order) instead of decoding, so the loop around it can be tested
+ * without a model that writes the agent format.
+ */
+export const layerScripted = (script: (request: RolloutRequest, call: number) => ReadonlyArray<Trajectory>): Layer.Layer<Rollout> => {
+  let calls = 0
+  return Layer.succeed(Rollout)({
+    run: (request) => Effect.sync(() => script(request, calls++)),
+    encodePrompt: (question) => Effect.succeed(Int32Array.from(question, (c) => c.charCodeAt(0) % 64))
+  })
+}

@@ -334,3 +334,14 @@ export const make = (engine: typeof Engine.Service, config: UpdateConfig = defau
 
 export const layer = (config: UpdateConfig = defaultUpdateConfig): Layer.Layer<Update, never, Engine> =>
   Layer.effect(Update)(Effect.map(Engine, (engine) => make(engine, config)))
+
+/** A test layer: records every request and reports a fixed, on-policy update without touching an engine. */
+export const layerRecording = (requests: Array<UpdateRequest>): Layer.Layer<Update> =>
+  Layer.succeed(Update)({
+    update: (request) =>
+      Effect.sync(() => {
+        requests.push(request)
+        return { loss: 0, kl: 0, clipFraction: 0, firstEpochRatio: 1, consistency: { maxAbs: 0, meanAbs: 0, maxRel: 0 }, entropy: 0, trainedTokens: 0, slots: [], seconds: 0 }
+      }),
+    gradientCosine: () => Effect.succeed({ cosine: 0, normReasoning: 0, normTool: 0 })
+  })
