@@ -81,12 +81,12 @@ describe("train", () => {
       const G = config.rollout.groupSize
       const requests: Array<Rollout.RolloutRequest> = []
       const updates: Array<Update.UpdateRequest> = []
-      // Sample g of every prompt answers "g": the reward is g.
+      // Sample g of prompt p answers "3p + g": the reward is 3p + g, so only per-prompt groups give (g - 1) / std.
       const rollout = Rollout.layerScripted((request) => {
         requests.push(request)
         return request.prompts.flatMap((_, p) => Array.from({ length: G }, (_, g) => ({
           prompt: p, sample: g, tokens: Int32Array.of(1, 2, 3), roles: Uint8Array.of(0, 1, 1), routes: Int32Array.of(0, 0, 0),
-          logprobs: Float32Array.of(0, -1, -1), promptLength: 1, response: String(g), turns: 1, searches: g, searchFailures: 0, invalidActions: 0, finish: "answer" as const
+          logprobs: Float32Array.of(0, -1, -1), promptLength: 1, response: String(3 * p + g), turns: 1, searches: g, searchFailures: 0, invalidActions: 0, finish: "answer" as const
         })))
       })
       const layers = Layer.mergeAll(
@@ -107,7 +107,7 @@ describe("train", () => {
         assert.strictEqual(r.seed, stepSeed(config.seed, step))
       })
       assert.strictEqual(new Set(requests.map((r) => r.seed)).size, 4)
-      // GRPO: (g - mean) / (std + eps) within each group of G = 3: rewards 0, 1, 2.
+      // GRPO: (r - mean) / (std + eps) within each group of G = 3: rewards 3p + (0, 1, 2).
       const std = Math.sqrt(2 / 3)
       for (const u of updates) {
         assert.strictEqual(u.advantages.length, 2 * G)
@@ -115,7 +115,7 @@ describe("train", () => {
         assert.strictEqual(u.plan.mode, "dart")
       }
       const steps = metrics(runDir).filter((l) => l.kind === "step")
-      assert.deepStrictEqual(steps.map((l) => l.reward), [1, 1, 1, 1])
+      assert.deepStrictEqual(steps.map((l) => l.reward), [2.5, 2.5, 2.5, 2.5])
       assert.deepStrictEqual(steps.map((l) => l.searchesPerEpisode), [1, 1, 1, 1])
     }))
 
