@@ -13,7 +13,7 @@ import { Effect, Layer } from "effect"
 import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { defaultTrainConfig, pipelineLayer, Progress, Reward, RewardRules, Search, train } from "@dart-rl/ts"
+import { defaultTrainConfig, pipelineLayer, Progress, Reward, RewardRules, Search, train, WORLD_DIR } from "@dart-rl/ts"
 
 // Our Reward: F1 is the reward; the other metrics as the built-in rules compute them.
 const f1Reward = Layer.succeed(Reward.Reward)(
@@ -21,7 +21,7 @@ const f1Reward = Layer.succeed(Reward.Reward)(
 )
 
 // Our Search: passages ranked by how many query words they contain.
-const corpusFile = join(import.meta.dirname, "../test/fixtures/pipeline/corpus.jsonl")
+const corpusFile = join(WORLD_DIR, "corpus.jsonl")
 const passages = readFileSync(corpusFile, "utf8").trim().split("\n").map((line) => {
   const { contents, id } = JSON.parse(line) as { id: string; contents: string }
   return { id, ...Search.splitContents(contents) }
@@ -39,7 +39,8 @@ const keywordSearch = Search.layer((queries, topk) =>
 )
 
 const runDir = process.argv[2] ?? mkdtempSync(join(tmpdir(), "dart-embedding-"))
-const config = { ...defaultTrainConfig, steps: 3, promptsPerStep: 2, threads: 2, eval: { ...defaultTrainConfig.eval, limit: 4 } }
+// The built-in world, three short steps.
+const config = { ...defaultTrainConfig, steps: 3, promptsPerStep: 2, threads: 2, rollout: { ...defaultTrainConfig.rollout, groupSize: 4 }, eval: { ...defaultTrainConfig.eval, limit: 8 } }
 
 const program = Effect.gen(function*() {
   const summary = yield* train(config, { runDir, resume: false })

@@ -40,8 +40,13 @@ describe("train, eval, ask", () => {
   it("train writes a run; eval (its mode, base, a hybrid plan) and ask read it", () => {
     const dir = tmp("cli")
     const file = join(dir, "config.yaml")
-    // YAML, with a relative path (resolved against the file).
-    writeFileSync(file, `mode: two-agent\nsteps: 2\npromptsPerStep: 2\nthreads: 2\nrollout:\n  groupSize: 2\neval:\n  limit: 3\n`)
+    // YAML.
+    writeFileSync(
+      file,
+      `model: ${join(FIXTURE, "model")}\ndata:\n  train: ${join(FIXTURE, "train.jsonl")}\n  validation: ${join(FIXTURE, "validation.jsonl")}\n` +
+        `search:\n  corpus: ${join(FIXTURE, "corpus.jsonl")}\n` +
+        `mode: two-agent\nsteps: 2\npromptsPerStep: 2\nthreads: 2\nrollout:\n  groupSize: 2\n  maxTurnTokens: 48\neval:\n  limit: 3\n`
+    )
     const run = join(dir, "run")
     const t = ok(cli(["train", "--config", file, "--run-dir", run, "--seed", "3"]))
     expect(t.stderr).toMatch(/validation EM: before [\d.]+, after [\d.]+/)
@@ -59,9 +64,9 @@ describe("train, eval, ask", () => {
     expect(summary.plan).toBe("two-agent")
     expect(summary.em).toBe(results.reduce((s, r) => s + r.em, 0) / 4)
 
-    ok(cli(["eval", "--plan", "base", "--limit", "2", "--out", join(dir, "eval-base")]))
+    ok(cli(["eval", "--config", file, "--plan", "base", "--limit", "2", "--out", join(dir, "eval-base")]))
     expect(existsSync(join(dir, "eval-base", "summary.json"))).toBe(true)
-    const hybrid = ok(cli(["eval", "--plan", "hybrid", "--reason-adapter", "base", "--tool-adapter", join(run, "adapters", "tool"), "--limit", "2", "--out", join(dir, "eval-h")]))
+    const hybrid = ok(cli(["eval", "--config", file, "--plan", "hybrid", "--reason-adapter", "base", "--tool-adapter", join(run, "adapters", "tool"), "--limit", "2", "--out", join(dir, "eval-h")]))
     expect(hybrid.stderr).toMatch(/eval hybrid: EM/)
 
     const a = ok(cli(["ask", "--run", run, "--question", "Where was Ranor Rami born?"]))

@@ -5,6 +5,7 @@
  *   train   GRPO training of a search agent in a mode (dart by default), resumable
  *   eval    a trained run, checkpoint or adapters (or base, or a hybrid plan) on a dataset
  *   ask     one question in, the agent's trajectory out
+ *   pretrain  build the built-in world and its base model from a seed
  *   index   build the built-in BM25 index of a corpus
  *   serve   serve an index with the Search-R1 retrieval protocol
  */
@@ -25,6 +26,8 @@ import { checkPaths, pipelineLayer } from "../train/layers.ts"
 import { PLANS, type PlanChoice, runAdapters, setupPlan } from "../train/plans.ts"
 import { layerAuto, Progress } from "../train/Progress.ts"
 import { loadRecords, train as runTraining } from "../train/Train.ts"
+import { defaultPretrainOptions, pretrain as buildWorld } from "../world/pretrain.ts"
+import { defaultWorldOptions } from "../world/world.ts"
 import { LEGEND_COLOR, LEGEND_PLAIN, renderSpans, roleSpans } from "./render.ts"
 
 const VERSION = "0.1.0"
@@ -143,7 +146,7 @@ const train = Command.make(
       }
       const progress = yield* Progress
       if (config.model === defaultTrainConfig.model) {
-        yield* progress.log("note: the built-in world is not there yet; this run uses the tiny pipeline fixture (ts/test/fixtures/pipeline)")
+        yield* progress.log("the built-in world (docs/world.md): invented people, places and works; 1-hop, 2-hop and comparison questions; a 1M-parameter model cold-started on imperfect demonstrations")
       }
       yield* progress.log(`train: mode ${config.mode}, ${config.steps} steps of ${config.promptsPerStep} prompts x ${config.rollout.groupSize} samples, backend ${config.backend}, run ${runDir}`)
       const summary = yield* runTraining(config, { runDir, resume: resume !== undefined }).pipe(
@@ -271,6 +274,38 @@ const ask = Command.make(
 ).pipe(Command.withDescription("Answer one question: the agent's trajectory with its searches and answer, roles in colour on a terminal"))
 
 // ---------------------------------------------------------------------------
+// pretrain: the built-in world
+
+const pretrainCommand = Command.make(
+  "pretrain",
+  {
+    out: Flag.String("out").pipe(Flag.withDescription("the folder to write the world and its model into (default: a new folder under worlds/)"), Flag.optional),
+    worldSeed: intFlag("world-seed", 0, MAX_SEED, `seed of the world (default ${defaultWorldOptions.seed}, the shipped world's)`).pipe(Flag.withDefault(defaultWorldOptions.seed)),
+    epochs: intFlag("epochs", 1, 1000, `pretraining epochs over passages and demonstrations (default ${defaultPretrainOptions.epochs})`).pipe(Flag.withDefault(defaultPretrainOptions.epochs)),
+    seed: intFlag("seed", 0, MAX_SEED, `seed of the model's initialisation and the data order (default ${defaultPretrainOptions.seed})`).pipe(Flag.withDefault(defaultPretrainOptions.seed)),
+    threads: threadsFlag
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const out = resolve(some(flags.out) ?? join("worlds", `${stamp()}-seed${flags.worldSeed}`))
+      if (existsSync(join(out, "model", "model.safetensors"))) {
+        return yield* Effect.fail(toUserError({ _tag: "ConfigError", message: `${out} already holds a world (model/model.safetensors); choose another --out` }))
+      }
+      const progress = yield* Progress
+      const report = yield* buildWorld(out, { ...defaultWorldOptions, seed: flags.worldSeed }, {
+        ...defaultPretrainOptions,
+        epochs: flags.epochs,
+        seed: flags.seed,
+        threads: some(flags.threads) ?? 0
+      }).pipe(Effect.mapError(toUserError))
+      yield* progress.log(
+        `pretrained ${report.parameters} parameters in ${report.steps} steps (${report.tokens} tokens, ${report.seconds.toFixed(0)} s): loss ${report.firstLoss.toFixed(3)} -> ${report.lastLoss.toFixed(3)}\n` +
+          `world: ${out} (corpus.jsonl, train/validation/test.jsonl, world.json, model/); train on it with --model ${join(out, "model")} or a config`
+      )
+    })
+).pipe(Command.withDescription("Build the built-in world from its seed: corpus, questions, tokenizer, and a small base model cold-started on demonstrations"))
+
+// ---------------------------------------------------------------------------
 // index and serve
 
 const bm25Flag = (name: "k1" | "b", fallback: number, max: number, description: string) =>
@@ -334,7 +369,7 @@ const serve = Command.make(
 
 const pipeline = Command.make("pipeline").pipe(
   Command.withDescription("dart-rl: DART/LEAS agentic-RL training pipeline"),
-  Command.withSubcommands([train, evalCommand, ask, index, serve])
+  Command.withSubcommands([train, evalCommand, ask, pretrainCommand, index, serve])
 )
 
 Command.run(pipeline, { version: VERSION }).pipe(

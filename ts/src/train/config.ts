@@ -102,25 +102,28 @@ export const TrainConfig = Schema.Struct({
 })
 export type TrainConfig = typeof TrainConfig.Type
 
-/** The tiny committed world the defaults point at until the built-in world exists. */
+/** The tiny pipeline test fixture (ts/test/fixtures/pipeline). */
 export const FIXTURE_DIR = resolve(import.meta.dirname, "../../test/fixtures/pipeline")
 
+/** The built-in world the defaults train on (docs/world.md; `pnpm pipeline pretrain` rebuilds it). */
+export const WORLD_DIR = resolve(import.meta.dirname, "../../../world")
+
 export const defaultTrainConfig: TrainConfig = {
-  model: join(FIXTURE_DIR, "model"),
-  data: { train: join(FIXTURE_DIR, "train.jsonl"), validation: join(FIXTURE_DIR, "validation.jsonl") },
-  search: { corpus: join(FIXTURE_DIR, "corpus.jsonl") },
+  model: join(WORLD_DIR, "model"),
+  data: { train: join(WORLD_DIR, "train.jsonl"), validation: join(WORLD_DIR, "validation.jsonl") },
+  search: { corpus: join(WORLD_DIR, "corpus.jsonl") },
   mode: "dart",
   adapters: { rank: 8, alpha: 16, sharedRank: 16, sharedAlpha: 32, targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], bInitStd: 0 },
-  rollout: { ...defaultRolloutConfig, groupSize: 4, maxTurnTokens: 64, maxSearches: 2, maxTurns: 3, maxObservationTokens: 200 },
+  rollout: { ...defaultRolloutConfig, groupSize: 8, maxTurnTokens: 64, maxSearches: 3, maxTurns: 4, maxObservationTokens: 300 },
   reward: { kind: "em" },
   advantage: { scaleByStd: true, eps: 1e-6 },
   update: defaultUpdateConfig,
-  schedule: { lr: 1e-3, minLr: 0, warmupSteps: 0, schedule: "constant" },
-  eval: { every: 0, limit: 0, temperature: 0, batchSize: 64 },
-  steps: 20,
-  promptsPerStep: 4,
+  schedule: { lr: 2e-3, minLr: 2e-4, warmupSteps: 5, schedule: "cosine" },
+  eval: { every: 25, limit: 0, temperature: 0, batchSize: 64 },
+  steps: 100,
+  promptsPerStep: 8,
   seed: 0,
-  checkpointEvery: 5,
+  checkpointEvery: 10,
   keepCheckpoints: 2,
   gradientProbeEvery: 0,
   backend: "cpu",

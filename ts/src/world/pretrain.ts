@@ -44,7 +44,13 @@ export const PretrainOptions = Schema.Struct({
   lr: Schema.Finite,
   warmupSteps: Schema.Int,
   threads: Schema.Int,
-  seed: Schema.Int
+  seed: Schema.Int,
+  /**
+   * Further worlds (other seeds, same generator) whose demonstrations join
+   * the cold start: their facts differ from the built-in world's, so the
+   * model cannot answer from memory and learns to read the observations.
+   */
+  auxiliaryWorlds: Schema.Int
 })
 export type PretrainOptions = typeof PretrainOptions.Type
 
@@ -55,12 +61,13 @@ export const defaultPretrainOptions: PretrainOptions = {
   heads: 4,
   kvHeads: 2,
   intermediateSize: 384,
-  epochs: 6,
+  epochs: 4,
   batchSequences: 16,
   lr: 2e-3,
   warmupSteps: 40,
   threads: 0,
-  seed: 1
+  seed: 1,
+  auxiliaryWorlds: 4
 }
 
 const jsonl = (rows: ReadonlyArray<object>) => rows.map((r) => JSON.stringify(r)).join("\n") + "\n"
@@ -96,18 +103,33 @@ export const pretrain = (
     }, null, 2) + "\n")
     yield* progress.log(`world: ${w.passages.length} passages, ${w.train.length} train / ${w.validation.length} validation / ${w.test.length} test questions`)
 
-    // Observations exactly as the rollout builds them.
-    const tmp = mkdtempSync(join(tmpdir(), "dart-world-"))
-    yield* buildIndex(join(out, "corpus.jsonl"), join(tmp, "index"), { threads: 1, progress: false })
-    const index = yield* openIndex(join(tmp, "index"))
-    const queries = [...new Set(w.train.flatMap((q) => q.searches))]
-    const hits = yield* index.search(queries, Rollout.defaultRolloutConfig.topk)
-    const observed = new Map(queries.map((q, i) => [q, formatPassages(hits[i]!)]))
-    rmSync(tmp, { recursive: true, force: true })
-    const demos = demonstrations(w, w.train, (q) => observed.get(q)!, "<|im_end|>", undefined, options.seed)
+    // Demonstrations of the world's training questions and of every question
+    // of the auxiliary worlds, with observations exactly as the rollout builds them.
+    const demosOf = (world_: typeof w, questions: typeof w.train, seed: number) =>
+      Effect.gen(function*() {
+        const tmp = mkdtempSync(join(tmpdir(), "dart-world-"))
+        writeFileSync(join(tmp, "corpus.jsonl"), jsonl(world_.passages.map(corpusRow)))
+        yield* buildIndex(join(tmp, "corpus.jsonl"), join(tmp, "index"), { threads: 1, progress: false })
+        const index = yield* openIndex(join(tmp, "index"))
+        const queries = [...new Set(questions.flatMap((q) => q.searches))]
+        const hits = yield* index.search(queries, Rollout.defaultRolloutConfig.topk)
+        const observed = new Map(queries.map((q, i) => [q, formatPassages(hits[i]!)]))
+        rmSync(tmp, { recursive: true, force: true })
+        return demonstrations(world_, questions, (q) => observed.get(q)!, "<|im_end|>", undefined, seed)
+      })
+    const demos = yield* demosOf(w, w.train, options.seed)
+    for (let k = 1; k <= options.auxiliaryWorlds; k++) {
+      const aux = generateWorld({ ...world, seed: world.seed + 1000 * k })
+      demos.push(...(yield* demosOf(aux, [...aux.train, ...aux.validation, ...aux.test], options.seed + k)))
+    }
+    yield* progress.log(`demonstrations: ${demos.length} (${w.train.length} of the world, the rest from ${options.auxiliaryWorlds} auxiliary worlds)`)
+    const index = yield* (() => {
+      const tmp = mkdtempSync(join(tmpdir(), "dart-world-"))
+      return Effect.map(buildIndex(join(out, "corpus.jsonl"), join(tmp, "index"), { threads: 1, progress: false }), () => join(tmp, "index"))
+    })().pipe(Effect.flatMap(openIndex))
 
     // The tokenizer, trained on everything the model will read.
-    const prompts = w.train.map((q) => Rollout.defaultRolloutConfig.promptTemplate.replaceAll("{question}", q.question))
+    const prompts = demos.map((d) => Rollout.defaultRolloutConfig.promptTemplate.replaceAll("{question}", d.question.question))
     const tokenizer = yield* trainTokenizer(
       [...w.passages.map((p) => `"${p.title}"\n${p.text}`), ...prompts, ...demos.map((d) => d.turns.map(([t]) => t).join(""))],
       { vocabSize: options.vocabSize, minFrequency: 2 }

@@ -26,10 +26,13 @@ export const fixtureTokenizer = Tokenizer.fromFolder(MODEL)
 /** A small, quick training config on the fixture (2 threads: deterministic across processes). */
 export const quickConfig = (overrides: Partial<TrainConfig> = {}): TrainConfig => ({
   ...defaultTrainConfig,
+  model: MODEL,
+  data: { train: join(FIXTURE, "train.jsonl"), validation: join(FIXTURE, "validation.jsonl") },
+  search: { corpus: join(FIXTURE, "corpus.jsonl") },
+  rollout: { ...defaultTrainConfig.rollout, maxTurnTokens: 64, maxSearches: 2, maxTurns: 3, maxObservationTokens: 200, groupSize: 3 },
   steps: 3,
   promptsPerStep: 2,
   threads: 2,
   checkpointEvery: 1,
-  rollout: { ...defaultTrainConfig.rollout, groupSize: 3 },
   ...overrides
 })
