@@ -78,7 +78,7 @@ describe("kill and resume", () => {
     }
     const last = cli(args)
     expect(last.status, last.stderr).toBe(0)
-    console.log(`kill-and-resume (seed ${seed}; DART_RESUME_SEED reruns it): uninterrupted run ${duration} ms; kills after ${moments.join("; ")}; then ${/resuming .* \(step (\d+) of/.exec(last.stderr)?.[0] ?? "no checkpoint, restarted"}`)
+    console.log(`kill-and-resume (seed ${seed}; DART_RESUME_SEED reruns it): uninterrupted run ${duration} ms; kills after ${moments.join("; ")}; then ${/resuming .* \(step (\d+) of/.exec(last.stderr)?.[0] ?? (/is complete/.test(last.stderr) ? "the run was complete" : "no checkpoint, restarted")}`)
     expect(kills, "at least one kill landed before the run finished").toBeGreaterThan(0)
     const [a, b] = [adapterBytes(reference), adapterBytes(killed)]
     for (let i = 0; i < a.length; i++) expect(Buffer.compare(a[i]!, b[i]!), `adapter ${i} bytes`).toBe(0)

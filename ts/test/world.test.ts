@@ -32,9 +32,8 @@ describe("world", () => {
         const texts = [w.train, w.validation, w.test].map((s) => new Set(s.map((q) => q.question)))
         for (const q of texts[1]!) expect(texts[0]!.has(q)).toBe(false)
         for (const q of texts[2]!) expect(texts[0]!.has(q) || texts[1]!.has(q)).toBe(false)
-        for (const split of [w.train, w.validation, w.test]) {
-          for (const t of QUESTION_TYPES) expect(split.some((q) => q.data_source === t), t).toBe(true)
-        }
+        // (Every type in every split is checked on the shipped world below: a small
+        // world may hold out too few people for a comparison.)
         // Names are unique; each search finds its passage by title; the answer is in what the plan reads.
         const byTitle = new Map(w.passages.map((p) => [p.title, p]))
         expect(byTitle.size).toBe(w.passages.length)
@@ -48,6 +47,13 @@ describe("world", () => {
       { numRuns: 20 }
     )
     console.log(`world property: ${cases} seeds`)
+  })
+
+  it("the default world (the shipped one) has every question type in every split", () => {
+    const w = generateWorld()
+    for (const split of [w.train, w.validation, w.test]) {
+      for (const t of QUESTION_TYPES) expect(split.filter((q) => q.data_source === t).length, t).toBeGreaterThan(10)
+    }
   })
 
   it("demonstrations follow the mix: 1-hop mostly good, 2-hop and comparison mostly not", () => {

@@ -110,7 +110,7 @@ const train = Command.make(
     mode: optional(choice("mode", MODES, "training mode; default dart")),
     resume: optional(Flag.String("resume").pipe(Flag.withDescription("continue the run in this directory from its newest complete checkpoint, with its own config"))),
     runDir: optional(Flag.String("run-dir").pipe(Flag.withDescription("where the run writes its files (must not hold a run); default runs/<date>-<mode>"))),
-    steps: optional(intFlag("steps", 1, 10_000_000, "RL steps (default: the config's, 20)")),
+    steps: optional(intFlag("steps", 1, 10_000_000, "RL steps (default: the config's; 100)")),
     backend: backendFlag,
     threads: threadsFlag,
     seed: seedFlag,

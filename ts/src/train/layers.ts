@@ -31,7 +31,10 @@ export const searchLayer = (config: SearchConfig, runDir: string): Layer.Layer<S
         if (!existsSync(config.corpus)) {
           return yield* new SearchError({ reason: { _tag: "Backend", detail: `corpus ${config.corpus} does not exist (expected a Search-R1 .jsonl or .jsonl.gz of {"id", "contents"})` } })
         }
-        yield* buildIndex(config.corpus, dir, { progress: false })
+        // One indexing thread: with several, the documents' order across
+        // segments depends on timing, and so does the order of passages with
+        // equal scores, which would make two runs of the same seed differ.
+        yield* buildIndex(config.corpus, dir, { progress: false, threads: 1 })
         return yield* openIndex(dir)
       })
     )
