@@ -23,6 +23,7 @@ import { Effect } from "effect"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { prng } from "../src/domain/random.ts"
 import { type ModelConfig, random } from "../src/engine/Engine.ts"
 import { OBSERVATION_CLOSE, OBSERVATION_OPEN, promptText, SEARCH_R1_TEMPLATE } from "../src/rollout/agent.ts"
 import { buildIndex, openIndex } from "../src/search/bm25.ts"
@@ -32,15 +33,7 @@ import { train as trainTokenizer } from "../src/text/Tokenizer.ts"
 const OUT = join(import.meta.dirname, "../test/fixtures/pipeline")
 const SEED = 7
 
-/** mulberry32 */
-const rng = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = seed
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
-const rand = rng(SEED)
+const rand = prng(SEED)
 const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(rand() * xs.length)]!
 const syllables = ["ka", "lo", "mi", "ra", "ten", "vo", "shi", "dar", "en", "ul", "bri", "zo", "quen", "fa", "nor", "ith"]
 const word = (n: number) => {

@@ -18,6 +18,7 @@
  * with the roles, routes and logprobs it recorded, never re-tokenized text.
  */
 import { Context, Effect, Layer, Schema } from "effect"
+import { boundedInt, boundedNumber } from "../domain/schema.ts"
 import { type EngineError, Engine, type GenerationPlanInput, type Generated, type StopReason } from "../engine/Engine.ts"
 import { Search, type SearchShape } from "../search/Search.ts"
 import { formatPassages } from "../search/protocol.ts"
@@ -36,28 +37,26 @@ import {
 // ---------------------------------------------------------------------------
 // Config
 
-const int = (min: number, max: number) => Schema.Int.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
-const num = (min: number, max: number) => Schema.Finite.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
 
 export const RolloutConfig = Schema.Struct({
   /** Samples per prompt, G (GRPO's group). */
-  groupSize: int(1, 1024),
+  groupSize: boundedInt(1, 1024),
   /** Sampling temperature; 0 = greedy. */
-  temperature: num(0, 10),
+  temperature: boundedNumber(0, 10),
   /** Nucleus sampling; 1 = off. */
-  topP: num(0.01, 1),
+  topP: boundedNumber(0.01, 1),
   /** Top-k sampling; 0 = off. */
-  topK: int(0, 1_000_000),
+  topK: boundedInt(0, 1_000_000),
   /** Tokens the model may write in one turn (Search-R1's max_response_length). */
-  maxTurnTokens: int(1, 65_536),
+  maxTurnTokens: boundedInt(1, 65_536),
   /** Searches per episode, B. */
-  maxSearches: int(0, 64),
+  maxSearches: boundedInt(0, 64),
   /** Generation turns per episode (each ends in a search, an answer or an invalid action). */
-  maxTurns: int(1, 128),
+  maxTurns: boundedInt(1, 128),
   /** Tokens of retrieved text per observation (Search-R1's max_obs_length); the tags are kept. */
-  maxObservationTokens: int(1, 65_536),
+  maxObservationTokens: boundedInt(1, 65_536),
   /** Passages per search. */
-  topk: int(1, 100),
+  topk: boundedInt(1, 100),
   /** The prompt: `{question}` is replaced (Search-R1's instruction by default). */
   promptTemplate: Schema.String,
   /** Wrap the prompt in the tokenizer's chat template (as a user turn) when it has one. */

@@ -24,6 +24,7 @@ import { join } from "node:path"
 import { readDataset } from "../data/dataset.ts"
 import type { DatasetError, DatasetRecord } from "../data/record.ts"
 import { type AdapterSpec, Engine, type EngineError } from "../engine/Engine.ts"
+import { prng } from "../domain/random.ts"
 import { groupAdvantages } from "../objective/advantages.ts"
 import { Reward, type RewardError } from "../reward/Reward.ts"
 import { Rollout, type RolloutError } from "../rollout/Rollout.ts"
@@ -45,19 +46,10 @@ export const slotNames = (mode: TrainMode): ReadonlyArray<string> =>
 export const modeSlots = (mode: TrainMode): ModeSlots =>
   mode === "dart" || mode === "two-agent" ? { reason: 0, tool: 1 } : { shared: 0 }
 
-/** mulberry32 */
-const rng = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = seed
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
-
 /** The order of the `n` training questions in data epoch `epoch` (a seeded Fisher-Yates shuffle). */
 export const epochOrder = (n: number, seed: number, epoch: number): Int32Array => {
   const order = Int32Array.from({ length: n }, (_, i) => i)
-  const next = rng((Math.imul(seed, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0)
+  const next = prng((Math.imul(seed, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0)
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(next() * (i + 1))
     const t = order[i]!

@@ -10,6 +10,7 @@
  * what `--resume` reads back.
  */
 import { Effect, Schema } from "effect"
+import { boundedInt, boundedNumber } from "../domain/schema.ts"
 import { readFileSync } from "node:fs"
 import { extname, isAbsolute, join, resolve } from "node:path"
 import YAML from "yaml"
@@ -21,8 +22,6 @@ import { MODES } from "../routing/modes.ts"
 import { issueLines } from "../search/protocol.ts"
 import { defaultUpdateConfig, UpdateConfig } from "../update/Update.ts"
 
-const int = (min: number, max: number) => Schema.Int.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
-const num = (min: number, max: number) => Schema.Finite.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
 const path = Schema.String.check(Schema.isMinLength(1))
 
 export const SearchConfig = Schema.Union([
@@ -31,38 +30,38 @@ export const SearchConfig = Schema.Union([
   /** A Search-R1 corpus (.jsonl / .jsonl.gz), indexed into the run directory at the start. */
   Schema.Struct({ corpus: path }),
   /** A Search-R1 retrieval server (POST /retrieve). */
-  Schema.Struct({ url: path, timeoutMs: Schema.optionalKey(int(1, 3_600_000)), retries: Schema.optionalKey(int(0, 100)) })
+  Schema.Struct({ url: path, timeoutMs: Schema.optionalKey(boundedInt(1, 3_600_000)), retries: Schema.optionalKey(boundedInt(0, 100)) })
 ])
 export type SearchConfig = typeof SearchConfig.Type
 
 export const AdaptersConfig = Schema.Struct({
   /** Rank of each of dart's and two-agent's two adapters. */
-  rank: int(1, 1024),
-  alpha: num(0.001, 1e6),
+  rank: boundedInt(1, 1024),
+  alpha: boundedNumber(0.001, 1e6),
   /** Rank of the single adapter of joint, reas-only and tool-only (the paper's control: 2 x rank). */
-  sharedRank: int(1, 2048),
-  sharedAlpha: num(0.001, 1e6),
+  sharedRank: boundedInt(1, 2048),
+  sharedAlpha: boundedNumber(0.001, 1e6),
   targets: Schema.Array(Schema.Literals(LORA_TARGETS)).check(Schema.isMinLength(1)),
   /** Std of the initial B; 0 = B starts at zero (the adapters start as the base model). */
-  bInitStd: num(0, 1)
+  bInitStd: boundedNumber(0, 1)
 })
 
 export const ScheduleConfig = Schema.Struct({
   lr: Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(1)),
-  minLr: num(0, 1),
-  warmupSteps: int(0, 1_000_000),
+  minLr: boundedNumber(0, 1),
+  warmupSteps: boundedInt(0, 1_000_000),
   schedule: Schema.Literals(["cosine", "constant"])
 })
 
 export const EvalConfig = Schema.Struct({
   /** Validate every this many steps (0 = only before and after training). */
-  every: int(0, 1_000_000),
+  every: boundedInt(0, 1_000_000),
   /** Validation questions (0 = all). */
-  limit: int(0, 10_000_000),
+  limit: boundedInt(0, 10_000_000),
   /** Sampling temperature of validation (0 = greedy, as Search-R1). */
-  temperature: num(0, 10),
+  temperature: boundedNumber(0, 10),
   /** Prompts decoded together. */
-  batchSize: int(1, 100_000)
+  batchSize: boundedInt(1, 100_000)
 })
 
 export const DataConfig = Schema.Struct({
@@ -86,19 +85,19 @@ export const TrainConfig = Schema.Struct({
   schedule: ScheduleConfig,
   eval: EvalConfig,
   /** Optimizer steps (RL steps). */
-  steps: int(1, 10_000_000),
+  steps: boundedInt(1, 10_000_000),
   /** Prompts per step (each sampled `rollout.groupSize` times). */
-  promptsPerStep: int(1, 100_000),
-  seed: int(0, 2 ** 31 - 1),
+  promptsPerStep: boundedInt(1, 100_000),
+  seed: boundedInt(0, 2 ** 31 - 1),
   /** Write a checkpoint every this many steps (and after the last). */
-  checkpointEvery: int(1, 10_000_000),
+  checkpointEvery: boundedInt(1, 10_000_000),
   /** Complete checkpoints kept (older ones are deleted). */
-  keepCheckpoints: int(1, 1000),
+  keepCheckpoints: boundedInt(1, 1000),
   /** Every this many steps, the cosine between the reasoning and tool gradients on the shared adapter (0 = off). */
-  gradientProbeEvery: int(0, 10_000_000),
+  gradientProbeEvery: boundedInt(0, 10_000_000),
   backend: Schema.Literals(["cpu", "wgpu", "auto"]),
   /** Engine threads (0 = all cores). */
-  threads: int(0, 1024)
+  threads: boundedInt(0, 1024)
 })
 export type TrainConfig = typeof TrainConfig.Type
 

@@ -16,30 +16,29 @@
  * difference, and the importance ratio of that epoch (1 up to it).
  */
 import { Context, Effect, Layer, Schema } from "effect"
+import { boundedInt, boundedNumber } from "../domain/schema.ts"
 import { type Batch, Engine, type EngineError, type SlotReport } from "../engine/Engine.ts"
 import { aggregationWeights, ObjectiveConfig, policyObjective } from "../objective/ppo.ts"
 import { ROLE } from "../domain/model.ts"
 import { lossMask, type ModePlan, tokenRoutes, type TrainingPass } from "../routing/modes.ts"
 import { microBatches } from "./schedule.ts"
 
-const int = (min: number, max: number) => Schema.Int.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
-const num = (min: number, max: number) => Schema.Finite.check(Schema.isGreaterThanOrEqualTo(min), Schema.isLessThanOrEqualTo(max))
 
 export const OptimizerConfig = Schema.Struct({
-  weightDecay: num(0, 10),
+  weightDecay: boundedNumber(0, 10),
   /** Global gradient-norm clip per adapter; 0 = off. */
-  maxGradNorm: num(0, 1e6),
-  beta1: num(0, 0.999999),
-  beta2: num(0, 0.999999),
-  eps: num(1e-30, 1)
+  maxGradNorm: boundedNumber(0, 1e6),
+  beta1: boundedNumber(0, 0.999999),
+  beta2: boundedNumber(0, 0.999999),
+  eps: boundedNumber(1e-30, 1)
 })
 export type OptimizerConfig = typeof OptimizerConfig.Type
 
 export const UpdateConfig = Schema.Struct({
   /** PPO epochs over each batch (one AdamW step each). */
-  ppoEpochs: int(1, 64),
+  ppoEpochs: boundedInt(1, 64),
   /** Tokens per micro-batch (a longer sequence goes alone). */
-  microBatchTokens: int(16, 1 << 24),
+  microBatchTokens: boundedInt(16, 1 << 24),
   objective: ObjectiveConfig,
   optimizer: OptimizerConfig
 })

@@ -16,17 +16,9 @@
  * Pure: the same seed gives the same world, byte for byte.
  */
 
-/** mulberry32: small, seeded, and the same in every JS engine. */
-export const prng = (seed: number) => {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) | 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { prng } from "../domain/random.ts"
+
+export { prng }
 
 export type QuestionType = "1-hop" | "2-hop" | "comparison"
 export const QUESTION_TYPES: ReadonlyArray<QuestionType> = ["1-hop", "2-hop", "comparison"]
