@@ -24,7 +24,7 @@ const refused = (r: CliResult, ...expected: ReadonlyArray<string | RegExp>) => {
 describe("pipeline --help", () => {
   it("lists the commands, and each command every option with its default", () => {
     const top = ok(cli(["--help"])).stdout
-    for (const c of ["train", "eval", "ask", "index", "serve"]) expect(top).toMatch(new RegExp(`\\n\\s+${c}\\s`))
+    for (const c of ["train", "eval", "ask", "pretrain", "compare", "index", "serve"]) expect(top).toMatch(new RegExp(`\\n\\s+${c}\\s`))
     const train = ok(cli(["train", "--help"])).stdout
     for (const f of ["--config", "--mode", "--resume", "--backend", "--run-dir", "--steps", "--threads", "--seed", "--model"]) expect(train).toContain(f)
     expect(train).toMatch(/default dart/)
@@ -33,6 +33,9 @@ describe("pipeline --help", () => {
     expect(evalHelp).toMatch(/hybrid/)
     const ask = ok(cli(["ask", "--help"])).stdout
     for (const f of ["--question", "--run", "--plan"]) expect(ask).toContain(f)
+    const compareHelp = ok(cli(["compare", "--help"])).stdout
+    for (const f of ["--config", "--modes", "--seeds", "--steps", "--test", "--out", "--smoothing", "--backend", "--threads", "--model"]) expect(compareHelp).toContain(f)
+    expect(compareHelp).toMatch(/default dart,joint,two-agent/)
   }, 60_000)
 })
 
@@ -87,6 +90,9 @@ describe("bad input", () => {
   it("an unknown mode or plan", () => {
     refused(cli(["train", "--mode", "dartx"]), /--mode/, /"dartx"/, /"dart" \| "joint" \| "reas-only" \| "tool-only" \| "two-agent"/)
     refused(cli(["eval", "--plan", "h-tool"]), /--plan/, /hybrid/)
+    refused(cli(["compare", "--modes", "dart,dartx"]), /--modes: unknown mode "dartx"; expected a comma-separated list of dart, joint/)
+    refused(cli(["compare", "--modes", "dart,dart"]), /--modes: a mode is listed twice/)
+    refused(cli(["compare", "--seeds", "0"]), /--seeds must be an integer in \[1, 100\], got 0/)
     refused(cli(["train", "--config", write("mode.yaml", "mode: dartx\n"), "--run-dir", join(dir, "r0")]), /mode: expected "dart" \| "joint"/, /got "dartx"/)
   }, 60_000)
 

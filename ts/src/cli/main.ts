@@ -16,11 +16,13 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { Engine } from "../engine/Engine.ts"
 import { Rollout } from "../rollout/Rollout.ts"
-import { MODES } from "../routing/modes.ts"
+import { compare, DEFAULT_COMPARE_MODES } from "../compare/Compare.ts"
+import { renderCompareMarkdown } from "../compare/report.ts"
+import { MODES, type TrainMode } from "../routing/modes.ts"
 import { buildIndex, openIndex } from "../search/bm25.ts"
 import { serve as serveSearch } from "../search/server.ts"
 import { Tokenizer } from "../text/Tokenizer.ts"
-import { decodeConfig, defaultTrainConfig, resolveConfig, type TrainConfig } from "../train/config.ts"
+import { decodeConfig, defaultTrainConfig, resolveConfig, type TrainConfig, WORLD_DIR } from "../train/config.ts"
 import { evaluate } from "../train/evaluate.ts"
 import { checkPaths, pipelineLayer } from "../train/layers.ts"
 import { PLANS, type PlanChoice, runAdapters, setupPlan } from "../train/plans.ts"
@@ -306,6 +308,60 @@ const pretrainCommand = Command.make(
 ).pipe(Command.withDescription("Build the built-in world from its seed: corpus, questions, tokenizer, and a small base model cold-started on demonstrations"))
 
 // ---------------------------------------------------------------------------
+// compare: modes x seeds under one budget, on the test split
+
+/** "dart,joint" -> the modes, each checked. */
+const parseModes = (text: string): Array<TrainMode> | string => {
+  const modes = text.split(",").map((m) => m.trim()).filter((m) => m !== "")
+  const bad = modes.filter((m) => !(MODES as ReadonlyArray<string>).includes(m))
+  if (modes.length === 0) return `--modes: expected a comma-separated list of ${MODES.join(", ")}, got ${JSON.stringify(text)}`
+  if (bad.length > 0) return `--modes: unknown mode ${bad.map((m) => JSON.stringify(m)).join(", ")}; expected a comma-separated list of ${MODES.join(", ")}`
+  if (new Set(modes).size !== modes.length) return `--modes: a mode is listed twice in ${JSON.stringify(text)}`
+  return modes as Array<TrainMode>
+}
+
+const compareCommand = Command.make(
+  "compare",
+  {
+    config: configFlag,
+    modes: Flag.String("modes").pipe(
+      Flag.withDescription(`modes to compare, comma-separated, from ${MODES.join(", ")} (default ${DEFAULT_COMPARE_MODES.join(",")})`),
+      Flag.withDefault(DEFAULT_COMPARE_MODES.join(","))
+    ),
+    seeds: intFlag("seeds", 1, 100, "seeds per mode: 0, 1, ... (default 3)").pipe(Flag.withDefault(3)),
+    steps: optional(intFlag("steps", 1, 10_000_000, "RL steps of every run (default: the config's; 100)")),
+    test: optional(Flag.String("test").pipe(Flag.withDescription("held-out questions every run is evaluated on (Search-R1 layout); default the built-in world's test split"))),
+    out: optional(Flag.String("out").pipe(Flag.withDescription("output folder (default runs/compare-<date>); give an existing one to continue a stopped comparison"))),
+    smoothing: intFlag("smoothing", 1, 1000, "steps of the moving average of the learning curves (default 10)").pipe(Flag.withDefault(10)),
+    backend: backendFlag,
+    threads: threadsFlag,
+    model: modelFlag
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const modes = parseModes(flags.modes)
+      if (typeof modes === "string") return yield* Effect.fail(toUserError({ _tag: "ConfigError", message: modes }))
+      const config = yield* Effect.mapError(
+        resolveConfig(some(flags.config), { ...overrides({ ...flags, seed: Option.none() }), ...(Option.isSome(flags.steps) ? { steps: flags.steps.value } : {}) }),
+        toUserError
+      )
+      const test = resolve(some(flags.test) ?? join(WORLD_DIR, "test.jsonl"))
+      yield* requirePaths(config, test)
+      const outDir = resolve(some(flags.out) ?? join("runs", `compare-${stamp()}`))
+      const seeds = Array.from({ length: flags.seeds }, (_, i) => i)
+      const progress = yield* Progress
+      yield* progress.log(`compare: ${modes.join(", ")} x seeds ${seeds.join(", ")}: ${modes.length * seeds.length} runs of ${config.steps} steps, evaluated on ${test}; output ${outDir}`)
+      const result = yield* compare(config, { modes, seeds, test, outDir, smoothing: flags.smoothing }).pipe(Effect.mapError(toUserError))
+      yield* progress.log(
+        [
+          renderCompareMarkdown(result).trimEnd(),
+          `report: ${join(outDir, "compare.html")}, table: ${join(outDir, "compare.md")}, data: ${join(outDir, "compare.json")}`
+        ].join("\n")
+      )
+    })
+).pipe(Command.withDescription("Train several modes with several seeds under the same budget and compare them on a held-out split (table with 95% intervals, learning curves)"))
+
+// ---------------------------------------------------------------------------
 // index and serve
 
 const bm25Flag = (name: "k1" | "b", fallback: number, max: number, description: string) =>
@@ -369,7 +425,7 @@ const serve = Command.make(
 
 const pipeline = Command.make("pipeline").pipe(
   Command.withDescription("dart-rl: DART/LEAS agentic-RL training pipeline"),
-  Command.withSubcommands([train, evalCommand, ask, pretrainCommand, index, serve])
+  Command.withSubcommands([train, evalCommand, ask, pretrainCommand, compareCommand, index, serve])
 )
 
 Command.run(pipeline, { version: VERSION }).pipe(
