@@ -137,4 +137,30 @@ describe("gradient-angle probe", () => {
       const refused = yield* Effect.flip(Update.make(dart.engine).gradientCosine({ sequences: dart.trajectories, advantages: dart.advantages, plan: dart.plan, lr: 1e-2 }))
       assert.include(refused.message, "one shared adapter")
     }))
+  it.effect("per-trajectory role gradients add up to the batch's (token-mean weights), nothing stepped", () =>
+    Effect.gen(function*() {
+      const { advantages, engine, plan, trajectories } = yield* setup("joint")
+      const update = Update.make(engine)
+      const before = yield* engine.adapterTensors(0)
+      const request = { sequences: trajectories, advantages, plan, lr: 1e-2 }
+      const probe = yield* update.gradientCosine(request)
+      const each = yield* update.roleGradients(request)
+      assert.strictEqual(each.length, trajectories.length)
+      // token-mean: the batch gradient is each sequence's weighted by its share of the role's tokens.
+      const count = (role: number) => trajectories.map((t) => t.roles.filter((r) => r === role).length)
+      const sum = (which: "reasoning" | "tool", counts: ReadonlyArray<number>) => {
+        const total = counts.reduce((a, b) => a + b, 0)
+        const out = new Float64Array(each[0]![which].length)
+        each.forEach((g, i) => g[which].forEach((v, k) => (out[k]! += (v * counts[i]!) / total)))
+        return out
+      }
+      const gR = sum("reasoning", count(1))
+      const gA = sum("tool", count(2))
+      console.log(`role gradients: |sum g_R| ${Update.norm(gR).toExponential(3)} vs batch ${probe.normReasoning.toExponential(3)}; cosine ${Update.cosine(gR, gA).toFixed(5)} vs ${probe.cosine.toFixed(5)}`)
+      assert.closeTo(Update.norm(gR) / probe.normReasoning, 1, 1e-4)
+      assert.closeTo(Update.norm(gA) / probe.normTool, 1, 1e-4)
+      assert.closeTo(Update.cosine(gR, gA), probe.cosine, 1e-4)
+      const after = yield* engine.adapterTensors(0)
+      for (const k of Object.keys(before)) assert.deepStrictEqual(after[k], before[k])
+    }))
 })

@@ -18,14 +18,13 @@
  * evaluation each.
  */
 import { Effect } from "effect"
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { TrainMode } from "../routing/modes.ts"
-import { buildIndex } from "../search/bm25.ts"
 import type { TrainConfig } from "../train/config.ts"
 import type { EvalSummary } from "../train/evaluate.ts"
 import { Progress } from "../train/Progress.ts"
-import { ensureRun, evaluateOnce } from "../train/runs.ts"
+import { ensureRun, evaluateOnce, sharedSearch } from "../train/runs.ts"
 import { loadRecords } from "../train/Train.ts"
 import { renderCompareHtml, renderCompareMarkdown } from "./report.ts"
 import { type CurvePoint, type MeanInterval, meanInterval, seedCurve } from "./stats.ts"
@@ -119,13 +118,7 @@ export const compare = (config: TrainConfig, options: CompareOptions) =>
   Effect.gen(function*() {
     const progress = yield* Progress
     mkdirSync(options.outDir, { recursive: true })
-    // One index for every run (the runs would otherwise each index the corpus).
-    let search = config.search
-    if ("corpus" in search) {
-      const dir = join(options.outDir, "index")
-      if (!existsSync(join(dir, "dart-index.json"))) yield* buildIndex(search.corpus, dir, { progress: false, threads: 1 })
-      search = { index: dir }
-    }
+    const search = yield* sharedSearch(config.search, options.outDir)
     const records = yield* loadRecords(options.test)
     const total = options.modes.length * options.seeds.length
     const runs: Array<RunRow> = []

@@ -10,7 +10,8 @@ import { Effect } from "effect"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { DatasetRecord } from "../data/record.ts"
-import type { TrainConfig } from "./config.ts"
+import { buildIndex } from "../search/bm25.ts"
+import type { SearchConfig, TrainConfig } from "./config.ts"
 import { evaluate, type EvalSummary, type QuestionResult } from "./evaluate.ts"
 import { type Overrides, pipelineLayer } from "./layers.ts"
 import { type PlanChoice, runAdapters, setupPlan } from "./plans.ts"
@@ -29,6 +30,19 @@ export const firstDifference = (a: unknown, b: unknown, path = ""): string | und
   }
   return undefined
 }
+
+/**
+ * The search of runs that share one output folder: a corpus is indexed once
+ * into `<dir>/index` (one thread: deterministic order of equal scores) and
+ * every run opens that index; an index or a server is used as it is.
+ */
+export const sharedSearch = (search: SearchConfig, dir: string) =>
+  Effect.gen(function*() {
+    if (!("corpus" in search)) return search
+    const index = join(dir, "index")
+    if (!existsSync(join(index, "dart-index.json"))) yield* buildIndex(search.corpus, index, { progress: false, threads: 1 })
+    return { index } satisfies SearchConfig
+  })
 
 const configError = (detail: string) => new TrainError({ reason: { _tag: "Config", detail } })
 

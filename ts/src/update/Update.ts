@@ -127,6 +127,31 @@ export interface UpdateShape {
    * are cleared afterwards. Fails for modes with two adapters.
    */
   readonly gradientCosine: (request: UpdateRequest) => Effect.Effect<GradientProbe, UpdateError>
+  /**
+   * The same two backward passes for each sequence on its own: the
+   * per-trajectory reasoning and tool gradients (LEAS's gradient angles).
+   */
+  readonly roleGradients: (request: UpdateRequest) => Effect.Effect<ReadonlyArray<RoleGradients>, UpdateError>
+}
+
+/** One trajectory's gradients on the shared adapter: of its objective on R tokens only, and on A tokens only. */
+export interface RoleGradients {
+  readonly reasoning: Float64Array
+  readonly tool: Float64Array
+}
+
+export const norm = (v: ArrayLike<number>): number => {
+  let s = 0
+  for (let i = 0; i < v.length; i++) s += v[i]! ** 2
+  return Math.sqrt(s)
+}
+
+/** cosine(a, b); 0 when either is zero. */
+export const cosine = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  let dot = 0
+  for (let i = 0; i < a.length; i++) dot += a[i]! * b[i]!
+  const n = norm(a) * norm(b)
+  return n === 0 ? 0 : dot / n
 }
 
 export class Update extends Context.Service<Update, UpdateShape>()("@dart-rl/ts/Update") {}
@@ -299,15 +324,20 @@ export const make = (engine: typeof Engine.Service, config: UpdateConfig = defau
       } satisfies UpdateReport
     })
 
-  const gradientCosine = (request: UpdateRequest) =>
+  /** The one shared adapter slot of a probe's plan, or an error for plans with two adapters. */
+  const sharedSlot = (request: UpdateRequest) => {
+    const pass = request.plan.passes[0]!
+    const slot = pass.routes[ROLE.R]
+    if (request.plan.passes.length !== 1 || pass.routes.some((r) => r !== slot) || slot < 0) {
+      return Effect.fail(inputError(`the gradient probe needs one shared adapter (joint, reas-only, tool-only); mode ${request.plan.mode} routes reasoning and tool calls to different adapters`))
+    }
+    return Effect.succeed({ pass, slot })
+  }
+
+  /** The gradients of the request's objective on R tokens only and on A tokens only (flattened, parameters in name order); cleared after. */
+  const roleGradientsOf = (request: UpdateRequest) =>
     Effect.gen(function*() {
-      const bad = checkRequest(request)
-      if (bad !== undefined) return yield* bad
-      const pass = request.plan.passes[0]!
-      const slot = pass.routes[ROLE.R]
-      if (request.plan.passes.length !== 1 || pass.routes.some((r) => r !== slot) || slot < 0) {
-        return yield* inputError(`the gradient probe needs one shared adapter (joint, reas-only, tool-only); mode ${request.plan.mode} routes reasoning and tool calls to different adapters`)
-      }
+      const { pass, slot } = yield* sharedSlot(request)
       const { accumulate } = yield* prepare(request)
       const gradientOf = (role: "R" | "A") =>
         Effect.gen(function*() {
@@ -316,19 +346,33 @@ export const make = (engine: typeof Engine.Service, config: UpdateConfig = defau
           const grads = yield* Effect.mapError(engine.adapterGrads(slot), fromEngine)
           return concat((n) => new Float64Array(n), Object.keys(grads).sort().map((k) => grads[k]!))
         })
-      const gR = yield* gradientOf("R")
-      const gA = yield* gradientOf("A")
+      const reasoning = yield* gradientOf("R")
+      const tool = yield* gradientOf("A")
       yield* Effect.mapError(engine.zeroGrad, fromEngine)
-      let dot = 0, nr = 0, na = 0
-      for (let i = 0; i < gR.length; i++) {
-        dot += gR[i]! * gA[i]!
-        nr += gR[i]! ** 2
-        na += gA[i]! ** 2
-      }
-      return { cosine: nr === 0 || na === 0 ? 0 : dot / Math.sqrt(nr * na), normReasoning: Math.sqrt(nr), normTool: Math.sqrt(na) }
+      return { reasoning, tool }
     })
 
-  return { update, gradientCosine }
+  const gradientCosine = (request: UpdateRequest) =>
+    Effect.gen(function*() {
+      const bad = checkRequest(request)
+      if (bad !== undefined) return yield* bad
+      const { reasoning: gR, tool: gA } = yield* roleGradientsOf(request)
+      return { cosine: cosine(gR, gA), normReasoning: norm(gR), normTool: norm(gA) }
+    })
+
+  const roleGradients = (request: UpdateRequest) =>
+    Effect.gen(function*() {
+      const bad = checkRequest(request)
+      if (bad !== undefined) return yield* bad
+      yield* sharedSlot(request)
+      const out: Array<RoleGradients> = []
+      for (let i = 0; i < request.sequences.length; i++) {
+        out.push(yield* roleGradientsOf({ ...request, sequences: [request.sequences[i]!], advantages: [request.advantages[i]!] }))
+      }
+      return out
+    })
+
+  return { update, gradientCosine, roleGradients }
 }
 
 export const layer = (config: UpdateConfig = defaultUpdateConfig): Layer.Layer<Update, never, Engine> =>
@@ -342,5 +386,6 @@ export const layerRecording = (requests: Array<UpdateRequest>): Layer.Layer<Upda
         requests.push(request)
         return { loss: 0, kl: 0, clipFraction: 0, firstEpochRatio: 1, consistency: { maxAbs: 0, meanAbs: 0, maxRel: 0 }, entropy: 0, trainedTokens: 0, slots: [], seconds: 0 }
       }),
-    gradientCosine: () => Effect.succeed({ cosine: 0, normReasoning: 0, normTool: 0 })
+    gradientCosine: () => Effect.succeed({ cosine: 0, normReasoning: 0, normTool: 0 }),
+    roleGradients: () => Effect.succeed([])
   })
