@@ -76,6 +76,18 @@ else
   $SUDO apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1 vulkan-tools
 fi
 
+# --- (c2) Chromium (ts/test/leas-browser.test.ts opens the LEAS HTML report in
+# headless chromium through playwright-core; DART_SKIP_BROWSER=1 skips that test)
+if command -v chromium >/dev/null 2>&1; then
+  say "chromium ok ($(command -v chromium))"
+else
+  say "installing chromium (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends chromium
+  command -v chromium >/dev/null 2>&1 || die "chromium is not on PATH after apt-get install chromium"
+fi
+
 # --- (d) Rust ----------------------------------------------------------------
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
