@@ -10,6 +10,7 @@
  *   Reward    EM / Search-R1 format reward                  reward/Reward.ts
  *   Update    GRPO/PPO to dL/dlogp, accumulate, AdamW       update/Update.ts
  *   Progress  bars, plain lines or nothing                  train/Progress.ts
+ *   Leas      LEAS statistics and report from six variants' scores  leas/Leas.ts
  *
  * and the loop (`train`), evaluation (`evaluate`), the config schema
  * (`TrainConfig`), the pure rules (modes, objective, schedule, reward rules,
@@ -27,6 +28,11 @@ export * as Schedule from "./update/schedule.ts"
 export * as Objective from "./objective/index.ts"
 export * as Modes from "./routing/modes.ts"
 export * as Progress from "./train/Progress.ts"
+export * as Leas from "./leas/Leas.ts"
+export * as LeasAlgebra from "./leas/algebra.ts"
+export { defaultLeasOptions, type LeasRunOptions, runLeas } from "./leas/run.ts"
+export { compare, type CompareOptions, type CompareResult } from "./compare/Compare.ts"
+export { ensureRun, evaluateOnce } from "./train/runs.ts"
 export * as Checkpoint from "./train/checkpoint.ts"
 export * as Dataset from "./data/dataset.ts"
 export * as Domain from "./domain/model.ts"

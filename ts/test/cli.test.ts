@@ -36,6 +36,9 @@ describe("pipeline --help", () => {
     const compareHelp = ok(cli(["compare", "--help"])).stdout
     for (const f of ["--config", "--modes", "--seeds", "--steps", "--test", "--out", "--smoothing", "--backend", "--threads", "--model"]) expect(compareHelp).toContain(f)
     expect(compareHelp).toMatch(/default dart,joint,two-agent/)
+    const leasHelp = ok(cli(["leas", "--help"])).stdout
+    for (const f of ["--config", "--steps", "--questions", "--limit", "--samples", "--temperature", "--batch-size", "--gradient-questions", "--gradient-rollouts", "--bootstrap", "--scores", "--out", "--backend", "--threads", "--seed", "--model"]) expect(leasHelp).toContain(f)
+    expect(leasHelp).toMatch(/default 50/)
   }, 60_000)
 })
 
@@ -93,6 +96,8 @@ describe("bad input", () => {
     refused(cli(["compare", "--modes", "dart,dartx"]), /--modes: unknown mode "dartx"; expected a comma-separated list of dart, joint/)
     refused(cli(["compare", "--modes", "dart,dart"]), /--modes: a mode is listed twice/)
     refused(cli(["compare", "--seeds", "0"]), /--seeds must be an integer in \[1, 100\], got 0/)
+    refused(cli(["leas", "--temperature", "0"]), /--temperature must be a number in \(0, 10\], got 0/)
+    refused(cli(["leas", "--scores", write("scores.json", "{\"questions\": []}")]), /scores\.json/, /questions/)
     refused(cli(["train", "--config", write("mode.yaml", "mode: dartx\n"), "--run-dir", join(dir, "r0")]), /mode: expected "dart" \| "joint"/, /got "dartx"/)
   }, 60_000)
 
@@ -138,3 +143,17 @@ describe("bad input", () => {
   }, 60_000)
 })
 
+
+describe("pipeline leas --scores", () => {
+  it("analyses six variants' scores from elsewhere: leas.json and leas.html, and the summary lines", () => {
+    const out = join(tmp("leas-cli"), "report")
+    const r = ok(cli(["leas", "--scores", join(import.meta.dirname, "fixtures", "leas", "scores.json"), "--out", out]))
+    const text = r.stdout + r.stderr
+    expect(text).toMatch(/questions kept, \d+ dropped/)
+    expect(text).toMatch(/interference \(lambda_23 < 0\): [\d.]+% \[[\d.]+%, [\d.]+%\]/)
+    const report = JSON.parse(readFileSync(join(out, "leas.json"), "utf8")) as { settings: { n: number }; questions: ReadonlyArray<unknown> }
+    expect(report.settings.n).toBe(20)
+    expect(report.questions.length).toBeGreaterThan(0)
+    expect(readFileSync(join(out, "leas.html"), "utf8")).toMatch(/<svg/)
+  }, 60_000)
+})

@@ -18,6 +18,8 @@ import { Engine } from "../engine/Engine.ts"
 import { Rollout } from "../rollout/Rollout.ts"
 import { compare, DEFAULT_COMPARE_MODES } from "../compare/Compare.ts"
 import { renderCompareMarkdown } from "../compare/report.ts"
+import * as Leas from "../leas/Leas.ts"
+import { defaultLeasOptions, runLeas } from "../leas/run.ts"
 import { MODES, type TrainMode } from "../routing/modes.ts"
 import { buildIndex, openIndex } from "../search/bm25.ts"
 import { serve as serveSearch } from "../search/server.ts"
@@ -362,6 +364,80 @@ const compareCommand = Command.make(
 ).pipe(Command.withDescription("Train several modes with several seeds under the same budget and compare them on a held-out split (table with 95% intervals, learning curves)"))
 
 // ---------------------------------------------------------------------------
+// leas: the interference analysis
+
+const leasCommand = Command.make(
+  "leas",
+  {
+    config: configFlag,
+    steps: optional(intFlag("steps", 1, 10_000_000, "RL steps of each trained variant (Reas, Tool, Unified) (default: the config's; 100)")),
+    questions: optional(Flag.String("questions").pipe(Flag.withDescription("the evaluation set (Search-R1 layout); default the built-in world's test split"))),
+    limit: intFlag("limit", 0, 10_000_000, "only the first N questions; 0 = all (default 0)").pipe(Flag.withDefault(defaultLeasOptions.limit)),
+    samples: intFlag("samples", 1, 100_000, `N: samples per variant and question (default ${defaultLeasOptions.samples})`).pipe(Flag.withDefault(defaultLeasOptions.samples)),
+    temperature: Flag.Finite("temperature").pipe(
+      Flag.withDescription(`sampling temperature (number in (0, 10]; default ${defaultLeasOptions.temperature})`),
+      Flag.filter((x) => x > 0 && x <= 10, (x) => `--temperature must be a number in (0, 10], got ${x}`),
+      Flag.withDefault(defaultLeasOptions.temperature)
+    ),
+    batchSize: intFlag("batch-size", 1, 100_000, `episodes per decode batch (default ${defaultLeasOptions.batchSize})`).pipe(Flag.withDefault(defaultLeasOptions.batchSize)),
+    gradientQuestions: intFlag("gradient-questions", 0, 100_000, `questions of the gradient-angle analysis, 0 = skip it (default ${defaultLeasOptions.gradientQuestions})`).pipe(Flag.withDefault(defaultLeasOptions.gradientQuestions)),
+    gradientRollouts: intFlag("gradient-rollouts", 2, 10_000, `rollouts per question of the gradient-angle analysis (default ${defaultLeasOptions.gradientRollouts})`).pipe(Flag.withDefault(defaultLeasOptions.gradientRollouts)),
+    bootstrap: intFlag("bootstrap", 1, 1_000_000, `bootstrap resamples of the questions (default ${defaultLeasOptions.bootstrap})`).pipe(Flag.withDefault(defaultLeasOptions.bootstrap)),
+    scores: optional(Flag.String("scores").pipe(Flag.withDescription("analyse a scores file instead (six variants' per-question draws from models trained elsewhere; docs/leas.md): no training, no sampling"))),
+    out: optional(Flag.String("out").pipe(Flag.withDescription("output folder (default runs/leas-<date>); give an existing one to continue a stopped analysis"))),
+    backend: backendFlag,
+    threads: threadsFlag,
+    seed: seedFlag,
+    model: modelFlag
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const progress = yield* Progress
+      const outDir = resolve(some(flags.out) ?? join("runs", `leas-${stamp()}`))
+      const scores = some(flags.scores)
+      const analysis = scores !== undefined
+        ? yield* Effect.gen(function*() {
+          const leas = Leas.make()
+          const read = yield* leas.readScores(resolve(scores))
+          const result = yield* leas.analyze(read.rows, read.settings)
+          const files = yield* leas.writeReport({ dir: outDir, analysis: result, meta: { title: "LEAS: interference between reasoning and tool use", scores: read.file, ...read.meta } })
+          return { analysis: result, files }
+        }).pipe(Effect.mapError(toUserError))
+        : yield* Effect.gen(function*() {
+          const config = yield* Effect.mapError(
+            resolveConfig(some(flags.config), { ...overrides(flags), ...(Option.isSome(flags.steps) ? { steps: flags.steps.value } : {}) }),
+            toUserError
+          )
+          const questions = resolve(some(flags.questions) ?? join(WORLD_DIR, "test.jsonl"))
+          yield* requirePaths(config, questions)
+          yield* progress.log(`leas: Reas, Tool, Unified (${config.steps} steps each) then ${flags.samples} samples per variant and question of ${questions}; output ${outDir}`)
+          return yield* runLeas(config, {
+            outDir,
+            questions,
+            limit: flags.limit,
+            samples: flags.samples,
+            temperature: flags.temperature,
+            batchSize: flags.batchSize,
+            gradientQuestions: flags.gradientQuestions,
+            gradientRollouts: flags.gradientRollouts,
+            bootstrap: flags.bootstrap,
+            sensitivity: defaultLeasOptions.sensitivity
+          }).pipe(Effect.mapError(toUserError))
+        })
+      const a = analysis.analysis
+      const pct = (x: number) => `${(100 * x).toFixed(1)}%`
+      yield* progress.log(
+        [
+          `leas: ${a.counts.kept} questions kept, ${a.counts.dropped} dropped (no variant ever correct), N = ${a.settings.n}`,
+          `  interference (lambda_23 < 0): ${pct(a.shares.interference.share)} [${pct(a.shares.interference.ci[0])}, ${pct(a.shares.interference.ci[1])}] (95% bootstrap)`,
+          `  synergy (lambda_23 > 0): ${pct(a.shares.synergy.share)} [${pct(a.shares.synergy.ci[0])}, ${pct(a.shares.synergy.ci[1])}]`,
+          `report: ${analysis.files.html}, data: ${analysis.files.json}`
+        ].join("\n")
+      )
+    })
+).pipe(Command.withDescription("LEAS: train Reas, Tool and Unified, sample all six variants per question, fit the interaction lambda_23 and report the interference (leas.json, leas.html)"))
+
+// ---------------------------------------------------------------------------
 // index and serve
 
 const bm25Flag = (name: "k1" | "b", fallback: number, max: number, description: string) =>
@@ -425,7 +501,7 @@ const serve = Command.make(
 
 const pipeline = Command.make("pipeline").pipe(
   Command.withDescription("dart-rl: DART/LEAS agentic-RL training pipeline"),
-  Command.withSubcommands([train, evalCommand, ask, pretrainCommand, compareCommand, index, serve])
+  Command.withSubcommands([train, evalCommand, ask, pretrainCommand, compareCommand, leasCommand, index, serve])
 )
 
 Command.run(pipeline, { version: VERSION }).pipe(
