@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine for dart-rl: Node 22, pnpm, Vulkan (lavapipe),
-# the JS dependencies and the release build of the native addon.
+# Chromium (the LEAS report's browser test), the JS dependencies and the
+# release build of the native addon.
 # Idempotent: every step checks first and is skipped when already done.
 #
 # Environment:
