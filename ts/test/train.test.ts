@@ -37,9 +37,11 @@ describe("train", () => {
         const steps = lines.filter((l) => l.kind === "step")
         assert.deepStrictEqual(steps.map((l) => l.step), [0, 1])
         for (const l of steps) {
-          for (const k of ["reward", "em", "f1", "formatRate", "searchesPerEpisode", "responseLength", "kl", "clipFraction", "entropy", "rolloutTokensPerSecond", "updateTokensPerSecond", "stepSeconds"]) {
+          for (const k of ["reward", "em", "f1", "formatRate", "searchesPerEpisode", "responseLength", "kl", "clipFraction", "entropy", "rolloutTokensPerSecond", "updateTokensPerSecond", "stepSeconds", "rolloutSeconds", "updateSeconds"]) {
             assert.isTrue(Number.isFinite(l[k]), `metrics ${k} = ${String(l[k])}`)
           }
+          const memory = l.memory as Record<string, number>
+          assert.isAbove(memory.rss!, memory.heapUsed!, "the resident set holds the JS heap")
           const c = l.logprobConsistency as { maxRel: number }
           // Two-agent's hand-off re-encodes a writer's missed rows in one batched
           // pass; its f32 rounding reaches 1.1e-5 on some of these rollouts

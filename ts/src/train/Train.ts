@@ -190,6 +190,13 @@ const truncateMetrics = (file: string, completed: number, steps: number) => {
   writeFileSync(file, kept.map((l) => `${l}\n`).join(""))
 }
 
+/** The process's memory after a step, MB: resident set, JS heap, and buffers outside it (typed arrays, the engine's tensors are not counted there). */
+const memoryMb = () => {
+  const m = process.memoryUsage()
+  const mb = (x: number) => Math.round(x / 2 ** 20)
+  return { rss: mb(m.rss), heapUsed: mb(m.heapUsed), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers) }
+}
+
 const mean = (xs: ReadonlyArray<number>) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length)
 
 export const train = (
@@ -328,6 +335,9 @@ export const train = (
         rolloutTokensPerSecond: generated / Math.max(rolloutSeconds, 1e-9),
         updateTokensPerSecond: (tokens * plan.passes.length * config.update.ppoEpochs) / Math.max(report.seconds, 1e-9),
         stepSeconds: (performance.now() - t0) / 1000,
+        rolloutSeconds,
+        updateSeconds: report.seconds,
+        memory: memoryMb(),
         ...(probe === undefined ? {} : { gradientCosine: probe.cosine, gradientNorms: { reasoning: probe.normReasoning, tool: probe.normTool } })
       }
       appendFileSync(metricsFile, JSON.stringify(line) + "\n")
