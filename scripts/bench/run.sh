@@ -55,9 +55,27 @@
 #   DART_BENCH_ONLY_WGPU=1  run only the wgpu benchmark
 #   DART_BENCH_FULL=1     run the 4096^3 GEMM and SmolLM2 shape on a Cpu-type adapter too
 #   DART_WGPU_ADAPTER     pin the adapter (substring of its name, e.g. llvmpipe)
+#
+# Then the RL step benchmark (ts/scripts/bench-rl-step.ts) writes
+# bench/results/rl-step.json: one full GRPO step of the training loop on the
+# built-in world (world/model, world/train.jsonl, searches over
+# world/corpus.jsonl; default config, 8 prompts x 8 samples, no validation),
+# 1 warm-up + 4 timed steps, split into rollout and update with tokens/s of
+# each; and, when the python above has trl (pinned in
+# scripts/requirements-ref.txt), TRL's GRPOTrainer with one peft LoRA on the
+# same model folder, prompts, group size and lengths (single-turn: TRL cannot
+# call our search tool) timed in the same run (scripts/bench/trl_grpo.py), as
+# ratios per step (target 3x) and per generated token; else recorded as
+# skipped with the reason. About 5-10 minutes on 2 cores.
+#   DART_BENCH_RL_STEP_OUT      output file (default bench/results/rl-step.json)
+#   DART_BENCH_NO_RL_STEP=1     skip the RL step benchmark
+#   DART_BENCH_ONLY_RL_STEP=1   run only the RL step benchmark
+#   DART_BENCH_NO_TRL=1         skip the TRL reference (also DART_BENCH_NO_TORCH=1)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
+# RL step benchmark only (the section at the end of this file, in its own script).
+if [ "${DART_BENCH_ONLY_RL_STEP:-0}" = 1 ]; then exec bash scripts/bench/rl_step.sh; fi
 out="${DART_BENCH_OUT:-bench/results/engine-cpu.json}"
 threads="${DART_BENCH_THREADS:-$(nproc)}"
 py="${DART_BENCH_PYTHON:-scripts/.venv-ref/bin/python}"
@@ -177,4 +195,10 @@ if [ "${DART_BENCH_NO_WGPU:-0}" != 1 ] && [ "${DART_BENCH_ONLY_GENERATE:-0}" != 
   fi
   echo "== dart-core wgpu engine"
   "$ew" run --out "$ew_out" --threads "$threads" "${quick[@]}" "${ew_args[@]}"
+fi
+
+# ---------------------------------------------------------------------------
+# RL step benchmark (bench/results/rl-step.json): scripts/bench/rl_step.sh.
+if [ "${DART_BENCH_NO_RL_STEP:-0}" != 1 ] && [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ] && [ "$only_search" != 1 ]; then
+  bash scripts/bench/rl_step.sh
 fi
