@@ -198,13 +198,13 @@ pub fn attention_backward<T: Float>(
 /// `caches[c] = (keys, values)`, each [capacity, kv_heads*head_dim].
 pub fn attention_cached<T: Float>(out: &mut [T], q: &[T], caches: &[(&[T], &[T])], rows: &[(usize, usize)], sh: AttnShape) {
     let qw = sh.heads * sh.head_dim;
-    let fast = avx512::supports(sh);
+    let fast = fast_row(sh);
     out.par_chunks_mut(qw).zip(q.par_chunks(qw)).zip(rows.par_iter()).for_each(|((o, qr), &(c, pos))| {
         let (k, v) = caches[c];
-        if fast {
+        if let Some(row) = fast {
             if let (Some(o), Some(qr), Some(k), Some(v)) = (as_f32_mut(o), as_f32(qr), as_f32(k), as_f32(v)) {
-                // SAFETY: `supports` checked the CPU features and the head size.
-                unsafe { avx512::cached_row(o, qr, k, v, pos + 1, sh) };
+                // SAFETY: `fast_row` checked the CPU features and the head size.
+                unsafe { row(o, qr, k, v, pos + 1, sh) };
                 return;
             }
         }
@@ -249,78 +249,92 @@ fn softmax_unnormalized<T: Float>(p: &mut [T]) -> T {
     sum.recip()
 }
 
-/// Decode attention in f32 with 512-bit vectors: a head's query (or its
-/// output) stays in registers while the cached keys (values) stream past.
-mod avx512 {
-    use super::{softmax_unnormalized, AttnShape};
+/// An f32 decode row kernel: (out, q row, keys, values, positions, shape).
+type RowKernel = unsafe fn(&mut [f32], &[f32], &[f32], &[f32], usize, AttnShape);
 
-    /// Whether `cached_row` runs here for this shape: AVX-512 and a head
-    /// size of 16, 32, 64 or 128 (whole registers).
-    pub(super) fn supports(sh: AttnShape) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            matches!(sh.head_dim, 16 | 32 | 64 | 128) && std::arch::is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = sh;
-            false
-        }
+/// The vector kernel for this shape on this CPU (`ops::cpu`), if any: whole
+/// registers per head (16, 32, 64 or 128 lanes on AVX-512; 8, 16, 32, 64 or
+/// 128 on AVX2), else the generic row.
+fn fast_row(sh: AttnShape) -> Option<RowKernel> {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if crate::ops::cpu::avx512() && matches!(sh.head_dim, 16 | 32 | 64 | 128) {
+        return Some(avx512::cached_row);
     }
-
-    /// SAFETY: only after `supports(sh)`.
     #[cfg(target_arch = "x86_64")]
-    pub(super) unsafe fn cached_row(o: &mut [f32], qr: &[f32], k: &[f32], v: &[f32], len: usize, sh: AttnShape) {
-        match sh.head_dim / 16 {
-            1 => row::<1>(o, qr, k, v, len, sh),
-            2 => row::<2>(o, qr, k, v, len, sh),
-            4 => row::<4>(o, qr, k, v, len, sh),
-            _ => row::<8>(o, qr, k, v, len, sh),
-        }
+    if crate::ops::cpu::avx2() && matches!(sh.head_dim, 8 | 16 | 32 | 64 | 128) {
+        return Some(avx2::cached_row);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    pub(super) unsafe fn cached_row(_: &mut [f32], _: &[f32], _: &[f32], _: &[f32], _: usize, _: AttnShape) {
-        unreachable!("supports() is false off x86_64")
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn row<const D: usize>(o: &mut [f32], qr: &[f32], k: &[f32], v: &[f32], len: usize, sh: AttnShape) {
-        use std::arch::x86_64::*;
-        let (hd, gs) = (sh.head_dim, sh.group());
-        let kw = sh.kv_heads * hd;
-        assert!(k.len() >= (len - 1) * kw + hd * sh.kv_heads && v.len() >= (len - 1) * kw + hd * sh.kv_heads && o.len() >= sh.heads * hd);
-        let scale = sh.scale() as f32;
-        let mut p = vec![0f32; len];
-        for h in 0..sh.heads {
-            let off = (h / gs) * hd;
-            let (kp, vp) = (k.as_ptr().add(off), v.as_ptr().add(off));
-            let mut qv = [_mm512_setzero_ps(); D];
-            for (c, x) in qv.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(qr.as_ptr().add(h * hd + 16 * c));
-            }
-            for (j, pj) in p.iter_mut().enumerate() {
-                let kj = kp.add(j * kw);
-                let mut acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
-                for (c, &x) in qv.iter().enumerate().skip(1) {
-                    acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(kj.add(16 * c)), acc);
-                }
-                *pj = _mm512_reduce_add_ps(acc) * scale;
-            }
-            let inv = _mm512_set1_ps(softmax_unnormalized(&mut p));
-            let mut acc = [_mm512_setzero_ps(); D];
-            for (j, &pj) in p.iter().enumerate() {
-                let (w, vj) = (_mm512_set1_ps(pj), vp.add(j * kw));
-                for (c, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj.add(16 * c)), *a);
-                }
-            }
-            for (c, &a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(o.as_mut_ptr().add(h * hd + 16 * c), _mm512_mul_ps(a, inv));
-            }
-        }
-    }
+    let _ = sh;
+    None
 }
+
+/// Decode attention in f32 on one instruction set: a head's query (or its
+/// output) stays in registers while the cached keys (values) stream past.
+/// One body for AVX-512 (16 lanes) and AVX2 (8 lanes); a head of head_dim
+/// floats is D = head_dim / lanes vectors.
+#[cfg(target_arch = "x86_64")]
+macro_rules! attention_kernel {
+    ($name:ident, $feature:literal, $lanes:expr, $v:ty, $zero:expr, $load:path, $store:path, $set1:path, $mul:path, $fma:path, $sum:path) => {
+        mod $name {
+            use super::{softmax_unnormalized, AttnShape};
+            use std::arch::x86_64::*;
+
+            const LANES: usize = $lanes;
+
+            /// SAFETY: only where `fast_row` chose this kernel (CPU features, head size).
+            pub(super) unsafe fn cached_row(o: &mut [f32], qr: &[f32], k: &[f32], v: &[f32], len: usize, sh: AttnShape) {
+                match sh.head_dim / LANES {
+                    1 => row::<1>(o, qr, k, v, len, sh),
+                    2 => row::<2>(o, qr, k, v, len, sh),
+                    4 => row::<4>(o, qr, k, v, len, sh),
+                    8 => row::<8>(o, qr, k, v, len, sh),
+                    _ => row::<16>(o, qr, k, v, len, sh),
+                }
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn row<const D: usize>(o: &mut [f32], qr: &[f32], k: &[f32], v: &[f32], len: usize, sh: AttnShape) {
+                let (hd, gs) = (sh.head_dim, sh.group());
+                let kw = sh.kv_heads * hd;
+                assert!(k.len() >= (len - 1) * kw + hd * sh.kv_heads && v.len() >= (len - 1) * kw + hd * sh.kv_heads && o.len() >= sh.heads * hd);
+                let scale = sh.scale() as f32;
+                let mut p = vec![0f32; len];
+                for h in 0..sh.heads {
+                    let off = (h / gs) * hd;
+                    let (kp, vp) = (k.as_ptr().add(off), v.as_ptr().add(off));
+                    let mut qv: [$v; D] = [$zero; D];
+                    for (c, x) in qv.iter_mut().enumerate() {
+                        *x = $load(qr.as_ptr().add(h * hd + LANES * c));
+                    }
+                    for (j, pj) in p.iter_mut().enumerate() {
+                        let kj = kp.add(j * kw);
+                        let mut acc = $mul(qv[0], $load(kj));
+                        for (c, &x) in qv.iter().enumerate().skip(1) {
+                            acc = $fma(x, $load(kj.add(LANES * c)), acc);
+                        }
+                        *pj = $sum(acc) * scale;
+                    }
+                    let inv = $set1(softmax_unnormalized(&mut p));
+                    let mut acc: [$v; D] = [$zero; D];
+                    for (j, &pj) in p.iter().enumerate() {
+                        let (w, vj) = ($set1(pj), vp.add(j * kw));
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            *a = $fma(w, $load(vj.add(LANES * c)), *a);
+                        }
+                    }
+                    for (c, &a) in acc.iter().enumerate() {
+                        $store(o.as_mut_ptr().add(h * hd + LANES * c), $mul(a, inv));
+                    }
+                }
+            }
+        }
+    };
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+attention_kernel!(avx512, "avx512f", 16, __m512, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_mul_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps);
+#[cfg(target_arch = "x86_64")]
+attention_kernel!(avx2, "avx2,fma", 8, __m256, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_mul_ps, _mm256_fmadd_ps, crate::ops::cpu::hsum256);
 
 #[cfg(test)]
 mod tests {
@@ -355,9 +369,24 @@ mod tests {
     /// The f32 decode path (512-bit kernel where the CPU has it) against the
     /// f64 generic path, for every head size the kernel takes and a few it
     /// leaves to the generic code.
+    /// The vector kernels this CPU (and build) runs for this shape.
+    fn kernels(sh: AttnShape) -> Vec<(&'static str, RowKernel)> {
+        let mut out: Vec<(&'static str, RowKernel)> = Vec::new();
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if std::arch::is_x86_feature_detected!("avx512f") && matches!(sh.head_dim, 16 | 32 | 64 | 128) {
+            out.push(("avx512", avx512::cached_row));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::ops::cpu::avx2() && matches!(sh.head_dim, 8 | 16 | 32 | 64 | 128) {
+            out.push(("avx2", avx2::cached_row));
+        }
+        let _ = sh;
+        out
+    }
+
     #[test]
     fn cached_attention_in_f32_matches_f64() {
-        for (hd, heads, kvh) in [(16, 6, 2), (64, 9, 3), (128, 4, 4), (32, 8, 1), (24, 4, 2)] {
+        for (hd, heads, kvh) in [(16, 6, 2), (64, 9, 3), (128, 4, 4), (32, 8, 1), (24, 4, 2), (8, 4, 2), (40, 2, 1)] {
             let sh = AttnShape { heads, kv_heads: kvh, head_dim: hd };
             let (qw, kw) = (heads * hd, kvh * hd);
             let cap = 70;
@@ -375,6 +404,18 @@ mod tests {
             attention_cached(&mut got, &f(&q), &caches32, &rows, sh);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((*g as f64 - w).abs() < 1e-5, "head_dim {hd} [{i}]: {g} vs {w}");
+            }
+            // Each vector kernel this CPU has, whichever `attention_cached` picked.
+            let q32 = f(&q);
+            for (name, kernel) in kernels(sh) {
+                for (r, &(c, pos)) in rows.iter().enumerate() {
+                    let mut o = vec![0f32; qw];
+                    // SAFETY: `kernels` lists only kernels this CPU runs for this head size.
+                    unsafe { kernel(&mut o, &q32[r * qw..(r + 1) * qw], caches32[c].0, caches32[c].1, pos + 1, sh) };
+                    for (i, (g, w)) in o.iter().zip(&want[r * qw..(r + 1) * qw]).enumerate() {
+                        assert!((*g as f64 - w).abs() < 1e-5, "{name} head_dim {hd} row {r} [{i}]: {g} vs {w}");
+                    }
+                }
             }
         }
     }

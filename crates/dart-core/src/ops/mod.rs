@@ -1,6 +1,7 @@
 //! CPU reference ops: each op's forward and backward live side by side in
 //! one file, with a finite-difference test in f64.
 pub mod attention;
+pub mod cpu;
 pub mod embedding;
 pub mod logprob;
 pub mod matmul;

@@ -65,7 +65,7 @@ impl<T: Float> Backend for CpuBackend<T> {
     fn info(&self) -> BackendInfo {
         BackendInfo {
             backend: "cpu".into(),
-            adapter: format!("cpu {} ({} threads)", std::any::type_name::<T>(), rayon::current_num_threads()),
+            adapter: format!("cpu {} ({} threads, {} kernels)", std::any::type_name::<T>(), rayon::current_num_threads(), crate::ops::cpu::kernel_class()),
             device_type: "Cpu".into(),
         }
     }
