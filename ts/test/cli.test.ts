@@ -38,7 +38,8 @@ describe("pipeline --help", () => {
     expect(compareHelp).toMatch(/default dart,joint,two-agent/)
     const leasHelp = ok(cli(["leas", "--help"])).stdout
     for (const f of ["--config", "--steps", "--questions", "--limit", "--samples", "--temperature", "--batch-size", "--gradient-questions", "--gradient-rollouts", "--bootstrap", "--scores", "--out", "--backend", "--threads", "--seed", "--model"]) expect(leasHelp).toContain(f)
-    expect(leasHelp).toMatch(/default 50/)
+    expect(leasHelp).toMatch(/default 50\)/)
+    expect(leasHelp).toMatch(/else 50/)
   }, 60_000)
 })
 

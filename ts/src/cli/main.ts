@@ -24,7 +24,7 @@ import { MODES, type TrainMode } from "../routing/modes.ts"
 import { buildIndex, openIndex } from "../search/bm25.ts"
 import { serve as serveSearch } from "../search/server.ts"
 import { Tokenizer } from "../text/Tokenizer.ts"
-import { decodeConfig, defaultTrainConfig, resolveConfig, type TrainConfig, WORLD_DIR } from "../train/config.ts"
+import { decodeConfig, defaultTrainConfig, readConfigFile, resolveConfig, type TrainConfig, WORLD_DIR } from "../train/config.ts"
 import { evaluate } from "../train/evaluate.ts"
 import { checkPaths, pipelineLayer } from "../train/layers.ts"
 import { PLANS, type PlanChoice, runAdapters, setupPlan } from "../train/plans.ts"
@@ -370,7 +370,7 @@ const leasCommand = Command.make(
   "leas",
   {
     config: configFlag,
-    steps: optional(intFlag("steps", 1, 10_000_000, "RL steps of each trained variant (Reas, Tool, Unified) (default: the config's; 100)")),
+    steps: optional(intFlag("steps", 1, 10_000_000, `RL steps of each trained variant (Reas, Tool, Unified) (default: the config file's steps, else ${defaultLeasOptions.steps})`)),
     questions: optional(Flag.String("questions").pipe(Flag.withDescription("the evaluation set (Search-R1 layout); default the built-in world's test split"))),
     limit: intFlag("limit", 0, 10_000_000, "only the first N questions; 0 = all (default 0)").pipe(Flag.withDefault(defaultLeasOptions.limit)),
     samples: intFlag("samples", 1, 100_000, `N: samples per variant and question (default ${defaultLeasOptions.samples})`).pipe(Flag.withDefault(defaultLeasOptions.samples)),
@@ -405,7 +405,13 @@ const leasCommand = Command.make(
         }).pipe(Effect.mapError(toUserError))
         : yield* Effect.gen(function*() {
           const config = yield* Effect.mapError(
-            resolveConfig(some(flags.config), { ...overrides(flags), ...(Option.isSome(flags.steps) ? { steps: flags.steps.value } : {}) }),
+            Effect.gen(function*() {
+              // --steps, else a config file's steps, else LEAS's own default (not train's).
+              const file = some(flags.config)
+              const fromFile: unknown = file === undefined ? undefined : yield* readConfigFile(file)
+              const fileSteps = typeof fromFile === "object" && fromFile !== null && "steps" in fromFile ? (fromFile as { steps: unknown }).steps : undefined
+              return yield* resolveConfig(file, { ...overrides(flags), ...(fileSteps === undefined || Option.isSome(flags.steps) ? { steps: some(flags.steps) ?? defaultLeasOptions.steps } : {}) })
+            }),
             toUserError
           )
           const questions = resolve(some(flags.questions) ?? join(WORLD_DIR, "test.jsonl"))

@@ -64,6 +64,12 @@ export interface LeasRunOptions {
 }
 
 export const defaultLeasOptions = {
+  /**
+   * Steps of each trained variant: half the training default, so that the
+   * whole analysis (three runs and 6 x N samples per question) fits in
+   * about half an hour on two cores; `--steps` sets it.
+   */
+  steps: 50,
   limit: 0,
   samples: 50,
   temperature: 1,

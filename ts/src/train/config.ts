@@ -117,7 +117,7 @@ export const defaultTrainConfig: TrainConfig = {
   reward: { kind: "em" },
   advantage: { scaleByStd: true, eps: 1e-6 },
   update: defaultUpdateConfig,
-  schedule: { lr: 2e-3, minLr: 2e-4, warmupSteps: 5, schedule: "cosine" },
+  schedule: { lr: 3e-3, minLr: 3e-4, warmupSteps: 5, schedule: "cosine" },
   eval: { every: 25, limit: 0, temperature: 0, batchSize: 64 },
   steps: 100,
   promptsPerStep: 8,
