@@ -19,7 +19,7 @@ const adapterBytes = (runDir: string) =>
 const stepMetrics = (runDir: string) =>
   readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => {
     const m = JSON.parse(l) as Record<string, unknown>
-    for (const k of ["rolloutTokensPerSecond", "updateTokensPerSecond", "stepSeconds"]) delete m[k]
+    for (const k of ["rolloutTokensPerSecond", "updateTokensPerSecond", "stepSeconds", "rolloutSeconds", "updateSeconds", "memory"]) delete m[k]
     return m
   })
 
