@@ -118,6 +118,9 @@ export const compare = (config: TrainConfig, options: CompareOptions) =>
   Effect.gen(function*() {
     const progress = yield* Progress
     mkdirSync(options.outDir, { recursive: true })
+    if (config.data.validation !== undefined) {
+      yield* progress.log(`compare: the runs train without validation (data.validation ${config.data.validation} is not used); each is evaluated on ${options.test}`)
+    }
     const search = yield* sharedSearch(config.search, options.outDir)
     const records = yield* loadRecords(options.test)
     const total = options.modes.length * options.seeds.length

@@ -7,6 +7,7 @@
  * bands; a chart library would have to be inlined into the file to open
  * offline, for no gain at this size.
  */
+import { escapeHtml } from "../domain/html.ts"
 import type { CompareResult, ModeRow } from "./Compare.ts"
 import type { MeanInterval } from "./stats.ts"
 
@@ -40,8 +41,6 @@ export const renderCompareMarkdown = (result: CompareResult): string => {
   ].join("\n")
 }
 
-const escapeHtml = (text: string) =>
-  text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 

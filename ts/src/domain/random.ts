@@ -9,3 +9,13 @@ export const prng = (seed: number): (() => number) => {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
+
+/** Fisher-Yates shuffle of `xs` in place, drawing from `next` (one draw per position from the end). */
+export const shuffleInPlace = <A>(xs: { [i: number]: A; length: number }, next: () => number): void => {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1))
+    const t = xs[i]!
+    xs[i] = xs[j]!
+    xs[j] = t
+  }
+}

@@ -10,6 +10,7 @@
  * Data marks are rect.bar, path.line, path.band, path.ci and circles; axes,
  * grid lines, the zero mark and legend swatches carry their own classes.
  */
+import { escapeHtml } from "../domain/html.ts"
 import { COEFFICIENTS, type Coefficient, VARIANT_LABELS, VARIANTS } from "./algebra.ts"
 import type { CosineDistribution, GradientAnalysis, GradientSet, Histogram, LeasAnalysis, Share, Shares, Spread } from "./stats.ts"
 
@@ -22,9 +23,7 @@ export interface ReportMeta {
 // ---------------------------------------------------------------------------
 // Text
 
-/** `text` safe inside HTML text and attribute values. */
-export const escapeHtml = (text: string): string =>
-  text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;")
+export { escapeHtml }
 
 const num = (x: number, digits = 3): string => (Number.isFinite(x) ? x.toFixed(digits) : String(x))
 const pct = (x: number): string => `${(100 * x).toFixed(1)}%`

@@ -28,7 +28,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { join } from "node:path"
 import type { DatasetRecord } from "../data/record.ts"
 import { Engine } from "../engine/Engine.ts"
-import { prng } from "../domain/random.ts"
+import { prng, shuffleInPlace } from "../domain/random.ts"
 import { groupAdvantages } from "../objective/advantages.ts"
 import { Reward } from "../reward/Reward.ts"
 import { Rollout } from "../rollout/Rollout.ts"
@@ -124,11 +124,7 @@ const questionId = (r: DatasetRecord, i: number) => r.id ?? `q${i}`
 /** Seeded choice of `k` of `xs` (without replacement). */
 const sample = <A>(xs: ReadonlyArray<A>, k: number, seed: number): Array<A> => {
   const out = [...xs]
-  const next = prng(seed >>> 0)
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1))
-    ;[out[i], out[j]] = [out[j]!, out[i]!]
-  }
+  shuffleInPlace(out, prng(seed >>> 0))
   return out.slice(0, k)
 }
 
@@ -154,6 +150,9 @@ export const runLeas = (config: TrainConfig, options: LeasRunOptions) =>
     } else writeFileSync(settingsFile, JSON.stringify(sampling, null, 2) + "\n")
 
     // 1. The trained variants.
+    if (config.data.validation !== undefined) {
+      yield* progress.log(`leas: the variants train without validation (data.validation ${config.data.validation} is not used); LEAS samples ${options.questions}`)
+    }
     const search = yield* sharedSearch(config.search, outDir)
     const base: TrainConfig = { ...config, search, data: { train: config.data.train } }
     const runs = {} as Record<TrainedVariant, TrainSummary>

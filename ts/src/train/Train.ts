@@ -24,7 +24,7 @@ import { join } from "node:path"
 import { readDataset } from "../data/dataset.ts"
 import type { DatasetError, DatasetRecord } from "../data/record.ts"
 import { type AdapterSpec, Engine, type EngineError } from "../engine/Engine.ts"
-import { prng } from "../domain/random.ts"
+import { prng, shuffleInPlace } from "../domain/random.ts"
 import { groupAdvantages } from "../objective/advantages.ts"
 import { Reward, type RewardError } from "../reward/Reward.ts"
 import { Rollout, type RolloutError } from "../rollout/Rollout.ts"
@@ -49,13 +49,7 @@ export const modeSlots = (mode: TrainMode): ModeSlots =>
 /** The order of the `n` training questions in data epoch `epoch` (a seeded Fisher-Yates shuffle). */
 export const epochOrder = (n: number, seed: number, epoch: number): Int32Array => {
   const order = Int32Array.from({ length: n }, (_, i) => i)
-  const next = prng((Math.imul(seed, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0)
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1))
-    const t = order[i]!
-    order[i] = order[j]!
-    order[j] = t
-  }
+  shuffleInPlace(order, prng((Math.imul(seed, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0))
   return order
 }
 

@@ -16,7 +16,7 @@
  * Pure: the same seed gives the same world, byte for byte.
  */
 
-import { prng } from "../domain/random.ts"
+import { prng, shuffleInPlace } from "../domain/random.ts"
 
 export { prng }
 
@@ -140,10 +140,7 @@ export const generateWorld = (options: WorldOptions = defaultWorldOptions): Worl
   }
   // Held out: whole families at the end of a shuffled order, so no surname is split.
   const surnames = [...new Set(people.map((p) => p.name.split(" ")[1]!))]
-  for (let i = surnames.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1))
-    ;[surnames[i], surnames[j]] = [surnames[j]!, surnames[i]!]
-  }
+  shuffleInPlace(surnames, rand)
   const heldOutNames = new Set(surnames.slice(0, Math.round(surnames.length * options.heldOut)))
   const allPeople = people.map((p) => ({ ...p, heldOut: heldOutNames.has(p.name.split(" ")[1]!) }))
   const works: Array<Work> = Array.from({ length: options.works }, () => {
