@@ -376,11 +376,10 @@ impl<T: Float> Session<T> {
 /// policy itself (temperature 1, no truncation), the quantity training
 /// recomputes.
 fn sample<T: Float>(z: &[T], o: &SampleOptions, rng: &mut ChaCha8Rng) -> (i32, f32) {
-    // The same arithmetic as ops::logprob, so the recorded logprob is the
-    // one training recomputes.
-    let mt = z.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-    let s: f64 = z.iter().map(|&x| (x - mt).as_f64().exp()).sum();
-    let lse = mt + T::from_f64(s.ln());
+    // The log-sum-exp of ops::logprob, so the recorded logprob is the one
+    // training recomputes.
+    let lse = crate::ops::exp::logsumexp(z);
+    let mt = crate::ops::exp::max(z);
     let logp = |t: usize| (z[t] - lse).as_f64() as f32;
     if o.temperature == 0.0 {
         // First index of the maximum (greedy needs no f64 copy of the logits).

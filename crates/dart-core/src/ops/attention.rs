@@ -2,6 +2,7 @@
 //! sequence attends only to its own earlier tokens). The forward keeps the
 //! log-sum-exp per (row, head) so backward recomputes probabilities instead
 //! of storing the L x L matrix.
+use super::exp;
 use super::matmul::matmul;
 use crate::float::{as_f32, as_f32_mut, Float};
 use rayon::prelude::*;
@@ -75,6 +76,22 @@ unsafe fn scatter_head<T: Float>(dst: SharedMut<T>, src: &[T], start: usize, len
     }
 }
 
+/// The per-task buffers of attention (one head's rows gathered, scores,
+/// outputs and their gradients), reused across the tasks of a rayon split.
+#[derive(Default)]
+struct Scratch<T> {
+    kg: Vec<T>,
+    vg: Vec<T>,
+    qh: Vec<T>,
+    s: Vec<T>,
+    o: Vec<T>,
+    doh: Vec<T>,
+    dp: Vec<T>,
+    dqh: Vec<T>,
+    dkg: Vec<T>,
+    dvg: Vec<T>,
+}
+
 /// Scores S = scale * Q K^T [len, len] of one (sequence, head) through GEMM.
 fn scores<T: Float>(s: &mut Vec<T>, q: &[T], k: &[T], len: usize, hd: usize, scale: T) {
     s.clear();
@@ -101,30 +118,30 @@ pub fn attention_forward<T: Float>(
     let scale = T::from_f64(sh.scale());
     let outp = SharedMut(out.as_mut_ptr());
     let lsep = SharedMut(lse.as_mut_ptr());
-    tasks(seqs, kvh).into_par_iter().for_each(|(start, len, g)| {
-        let (mut kg, mut vg, mut qh, mut s, mut oh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), vec![T::zero(); len * hd]);
-        gather_head(&mut kg, k, start, len, kw, g * hd, hd);
-        gather_head(&mut vg, v, start, len, kw, g * hd, hd);
+    // Scratch per rayon split, not per task: a task's buffers hold len^2
+    // scores, and allocating them per task churned the allocator (page
+    // faults on every step under mimalloc).
+    tasks(seqs, kvh).into_par_iter().for_each_init(Scratch::<T>::default, |sc, (start, len, g)| {
+        let Scratch { kg, vg, qh, s, o: oh, .. } = sc;
+        oh.resize(len * hd, T::zero());
+        gather_head(kg, k, start, len, kw, g * hd, hd);
+        gather_head(vg, v, start, len, kw, g * hd, hd);
         for h in g * sh.group()..(g + 1) * sh.group() {
-            gather_head(&mut qh, q, start, len, qw, h * hd, hd);
-            scores(&mut s, &qh, &kg, len, hd, scale);
+            gather_head(qh, q, start, len, qw, h * hd, hd);
+            scores(s, qh, kg, len, hd, scale);
             for i in 0..len {
                 let row = &mut s[i * len..(i + 1) * len];
-                let m = row[..=i].iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-                let mut sum = T::zero();
-                for x in row[..=i].iter_mut() {
-                    *x = (*x - m).exp();
-                    sum += *x;
-                }
+                let m = exp::max(&row[..=i]);
+                let sum = exp::exp_sub_sum(&mut row[..=i], m);
                 let inv = sum.recip();
                 row[..=i].iter_mut().for_each(|x| *x *= inv);
                 row[i + 1..].iter_mut().for_each(|x| *x = T::zero());
                 // SAFETY: (row start+i, head h) belongs to this task only.
                 unsafe { *lsep.at((start + i) * h_all + h) = m + sum.ln() };
             }
-            matmul(&mut oh, &s, &vg, len, hd, len, false, false, false);
+            matmul(oh, s, vg, len, hd, len, false, false, false);
             // SAFETY: rows of this sequence, columns of head h: this task's only.
-            unsafe { scatter_head(outp, &oh, start, len, qw, h * hd, hd) };
+            unsafe { scatter_head(outp, oh, start, len, qw, h * hd, hd) };
         }
     });
 }
@@ -150,44 +167,42 @@ pub fn attention_backward<T: Float>(
     let (qw, kw) = (h_all * hd, kvh * hd);
     let scale = T::from_f64(sh.scale());
     let (dqp, dkp, dvp) = (SharedMut(dq.as_mut_ptr()), SharedMut(dk.as_mut_ptr()), SharedMut(dv.as_mut_ptr()));
-    tasks(seqs, kvh).into_par_iter().for_each(|(start, len, g)| {
-        let (mut kg, mut vg, mut qh, mut doh, mut oh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut p, mut dp) = (Vec::new(), vec![T::zero(); len * len]);
-        let mut dqh = vec![T::zero(); len * hd];
-        let (mut dkg, mut dvg) = (vec![T::zero(); len * hd], vec![T::zero(); len * hd]);
-        gather_head(&mut kg, k, start, len, kw, g * hd, hd);
-        gather_head(&mut vg, v, start, len, kw, g * hd, hd);
+    tasks(seqs, kvh).into_par_iter().for_each_init(Scratch::<T>::default, |sc, (start, len, g)| {
+        let Scratch { kg, vg, qh, s: p, o: oh, doh, dp, dqh, dkg, dvg } = sc;
+        for (buf, n) in [(&mut *dp, len * len), (&mut *dqh, len * hd), (&mut *dkg, len * hd), (&mut *dvg, len * hd)] {
+            buf.clear();
+            buf.resize(n, T::zero());
+        }
+        gather_head(kg, k, start, len, kw, g * hd, hd);
+        gather_head(vg, v, start, len, kw, g * hd, hd);
         for h in g * sh.group()..(g + 1) * sh.group() {
-            gather_head(&mut qh, q, start, len, qw, h * hd, hd);
-            gather_head(&mut doh, dout, start, len, qw, h * hd, hd);
-            gather_head(&mut oh, out, start, len, qw, h * hd, hd);
-            scores(&mut p, &qh, &kg, len, hd, scale);
-            matmul(&mut dp, &doh, &vg, len, len, hd, false, true, false);
+            gather_head(qh, q, start, len, qw, h * hd, hd);
+            gather_head(doh, dout, start, len, qw, h * hd, hd);
+            gather_head(oh, out, start, len, qw, h * hd, hd);
+            scores(p, qh, kg, len, hd, scale);
+            matmul(dp, doh, vg, len, len, hd, false, true, false);
             for i in 0..len {
                 let l = lse[(start + i) * h_all + h];
                 let di = dot(&doh[i * hd..(i + 1) * hd], &oh[i * hd..(i + 1) * hd]);
                 let (pr, dpr) = (&mut p[i * len..(i + 1) * len], &mut dp[i * len..(i + 1) * len]);
-                for j in 0..len {
-                    if j <= i {
-                        pr[j] = (pr[j] - l).exp();
-                        dpr[j] = pr[j] * (dpr[j] - di) * scale;
-                    } else {
-                        pr[j] = T::zero();
-                        dpr[j] = T::zero();
-                    }
+                exp::exp_sub_scaled(&mut pr[..=i], l, T::one());
+                for (d, &pj) in dpr[..=i].iter_mut().zip(&pr[..=i]) {
+                    *d = pj * (*d - di) * scale;
                 }
+                pr[i + 1..].iter_mut().for_each(|x| *x = T::zero());
+                dpr[i + 1..].iter_mut().for_each(|x| *x = T::zero());
             }
             // dp now holds dS.
-            matmul(&mut dqh, &dp, &kg, len, hd, len, false, false, false);
-            matmul(&mut dkg, &dp, &qh, len, hd, len, true, false, true);
-            matmul(&mut dvg, &p, &doh, len, hd, len, true, false, true);
+            matmul(dqh, dp, kg, len, hd, len, false, false, false);
+            matmul(dkg, dp, qh, len, hd, len, true, false, true);
+            matmul(dvg, p, doh, len, hd, len, true, false, true);
             // SAFETY: rows of this sequence, columns of head h: this task's only.
-            unsafe { scatter_head(dqp, &dqh, start, len, qw, h * hd, hd) };
+            unsafe { scatter_head(dqp, dqh, start, len, qw, h * hd, hd) };
         }
         // SAFETY: rows of this sequence, columns of kv head g: this task's only.
         unsafe {
-            scatter_head(dkp, &dkg, start, len, kw, g * hd, hd);
-            scatter_head(dvp, &dvg, start, len, kw, g * hd, hd);
+            scatter_head(dkp, dkg, start, len, kw, g * hd, hd);
+            scatter_head(dvp, dvg, start, len, kw, g * hd, hd);
         }
     });
 }
@@ -240,13 +255,8 @@ fn cached_row<T: Float>(o: &mut [T], qr: &[T], k: &[T], v: &[T], len: usize, sh:
 /// p <- exp(p - max p); returns 1 / sum.
 #[inline]
 fn softmax_unnormalized<T: Float>(p: &mut [T]) -> T {
-    let m = p.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-    let mut sum = T::zero();
-    for x in p.iter_mut() {
-        *x = (*x - m).exp();
-        sum += *x;
-    }
-    sum.recip()
+    let m = exp::max(p);
+    exp::exp_sub_sum(p, m).recip()
 }
 
 /// An f32 decode row kernel: (out, q row, keys, values, positions, shape).

@@ -72,3 +72,67 @@ pub(crate) unsafe fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
     let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
     _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps::<1>(d, d)))
 }
+
+/// An instruction set the vectorized element loops can be compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorIsa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+/// The widest set this process may use (`avx512()`, else `avx2()`, else portable).
+pub fn vector_isa() -> VectorIsa {
+    if avx512() {
+        VectorIsa::Avx512
+    } else if avx2() {
+        VectorIsa::Avx2
+    } else {
+        VectorIsa::Portable
+    }
+}
+
+/// Defines `fn $name(args)`, whose body is compiled once per instruction set
+/// (AVX-512, AVX2 + FMA, the build's baseline) and run on the widest one
+/// this process may use, so that its loops vectorize for it; and
+/// `fn $name_on(isa, args) -> Option<R>` (None where this process may not use `isa`), for
+/// tests that compare the sets. The body is an `#[inline(always)]` function
+/// called from a `#[target_feature]` one per set, so it is inlined there.
+/// Element functions it calls must be `#[inline(always)]` and should use
+/// plain IEEE operations (no `mul_add`), so every set gives the same bits
+/// (`ops::exp` tests that).
+macro_rules! vectorized_fn {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident / $on:ident ($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            $on($crate::ops::cpu::vector_isa(), $($arg),*).expect("vector_isa() is usable")
+        }
+
+        #[allow(dead_code)]
+        $vis fn $on(isa: $crate::ops::cpu::VectorIsa, $($arg: $ty),*) -> Option<$ret> {
+            #[inline(always)]
+            fn body($($arg: $ty),*) -> $ret $body
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+            unsafe fn on_avx512($($arg: $ty),*) -> $ret {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn on_avx2($($arg: $ty),*) -> $ret {
+                body($($arg),*)
+            }
+            match isa {
+                #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+                // SAFETY: `avx512()` checked the CPU.
+                $crate::ops::cpu::VectorIsa::Avx512 if $crate::ops::cpu::avx512() => Some(unsafe { on_avx512($($arg),*) }),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `avx2()` checked the CPU.
+                $crate::ops::cpu::VectorIsa::Avx2 if $crate::ops::cpu::avx2() => Some(unsafe { on_avx2($($arg),*) }),
+                $crate::ops::cpu::VectorIsa::Portable => Some(body($($arg),*)),
+                _ => None,
+            }
+        }
+    };
+}
+pub(crate) use vectorized_fn;

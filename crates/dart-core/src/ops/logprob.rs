@@ -1,5 +1,6 @@
 //! Log-softmax gathered at the target token: logp = z[t] - logsumexp(z).
 //! The caller fills `logits` [rows, vocab] (one GEMM with the LM head).
+use super::exp::{exp_sub_scaled, logsumexp};
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -10,11 +11,8 @@ pub fn logprob_forward<T: Float>(logp: &mut [T], lse: &mut [T], logits: &[T], ta
         .zip(lse.par_iter_mut())
         .zip(logits.par_chunks(vocab).zip(targets.par_iter()))
         .for_each(|((lp, l), (z, &t))| {
-            // Summed in f64 so that the result does not depend on the
-            // vocabulary's summation order (generation computes it the same way).
-            let m = z.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-            let s: f64 = z.iter().map(|&x| (x - m).as_f64().exp()).sum();
-            *l = m + T::from_f64(s.ln());
+            // The one log-sum-exp, which sampling also calls.
+            *l = logsumexp(z);
             *lp = if t >= 0 { z[t as usize] - *l } else { T::zero() };
         });
 }
@@ -30,9 +28,7 @@ pub fn logprob_backward<T: Float>(logits: &mut [T], lse: &[T], dlogp: &[T], targ
                 z.iter_mut().for_each(|x| *x = T::zero());
                 return;
             }
-            for x in z.iter_mut() {
-                *x = -g * (*x - l).exp();
-            }
+            exp_sub_scaled(z, l, -g);
             z[t as usize] += g;
         });
 }

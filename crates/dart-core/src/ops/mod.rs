@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod cpu;
 pub mod embedding;
+pub mod exp;
 pub mod logprob;
 pub mod matmul;
 pub mod rmsnorm;

@@ -1,8 +1,29 @@
-//! SwiGLU activation: a = silu(g) * u.
-use crate::float::Float;
+//! SwiGLU activation: a = silu(g) * u. In f32 the sigmoid is `exp::sigmoid_f32`
+//! in loops compiled for the CPU's vector set; f64 keeps `T::exp`.
+use super::cpu::vectorized_fn;
+use super::exp::sigmoid_f32;
+use crate::float::{as_f32, as_f32_mut, Float};
 use rayon::prelude::*;
 
 const CHUNK: usize = 4096;
+
+vectorized_fn! {
+    fn forward_f32 / forward_f32_on(a: &mut [f32], g: &[f32], u: &[f32]) -> () {
+        for i in 0..a.len() {
+            a[i] = g[i] * sigmoid_f32(g[i]) * u[i];
+        }
+    }
+}
+
+vectorized_fn! {
+    fn backward_f32 / backward_f32_on(dg: &mut [f32], du: &mut [f32], da: &[f32], g: &[f32], u: &[f32]) -> () {
+        for i in 0..dg.len() {
+            let s = sigmoid_f32(g[i]);
+            du[i] = da[i] * g[i] * s;
+            dg[i] = da[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+        }
+    }
+}
 
 fn sigmoid<T: Float>(x: T) -> T {
     T::one() / (T::one() + (-x).exp())
@@ -12,6 +33,9 @@ pub fn swiglu_forward<T: Float>(a: &mut [T], g: &[T], u: &[T]) {
     a.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
         .for_each(|(a, (g, u))| {
+            if let (Some(a), Some(g), Some(u)) = (as_f32_mut(a), as_f32(g), as_f32(u)) {
+                return forward_f32(a, g, u);
+            }
             for i in 0..a.len() {
                 a[i] = g[i] * sigmoid(g[i]) * u[i];
             }
@@ -24,6 +48,9 @@ pub fn swiglu_backward<T: Float>(dg: &mut [T], du: &mut [T], da: &[T], g: &[T], 
         .zip(du.par_chunks_mut(CHUNK))
         .zip(da.par_chunks(CHUNK).zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK))))
         .for_each(|((dg, du), (da, (g, u)))| {
+            if let (Some(dg), Some(du), Some(da), Some(g), Some(u)) = (as_f32_mut(dg), as_f32_mut(du), as_f32(da), as_f32(g), as_f32(u)) {
+                return backward_f32(dg, du, da, g, u);
+            }
             for i in 0..dg.len() {
                 let s = sigmoid(g[i]);
                 du[i] = da[i] * g[i] * s;
