@@ -73,6 +73,27 @@ describe("Engine (Effect wrapper)", () => {
       assert.strictEqual(logprobs[13], 0)
     }))
 
+  it.effect("logprobMask: the wanted tokens' logprobs as without it, 0 elsewhere; bad masks are refused", () =>
+    Effect.gen(function*() {
+      const engine = yield* twoAdapters
+      const b = batch([5, 8, 3], (i) => (i % 3 === 1 ? 1 : i % 3 === 2 ? -1 : 0))
+      const full = yield* engine.forward(b)
+      const logprobMask = Uint8Array.from(b.tokens, (_, t) => (t % 4 === 2 || t === 9 ? 1 : 0))
+      const part = yield* engine.forward({ ...b, logprobMask })
+      let wanted = 0
+      for (let t = 0; t < full.length; t++) {
+        if (logprobMask[t] === 1) {
+          wanted++
+          assert.isBelow(Math.abs(part[t]! - full[t]!), 1e-6 * Math.max(1, Math.abs(full[t]!)), `token ${t}`)
+        } else {
+          assert.strictEqual(part[t], 0, `token ${t} is not wanted`)
+        }
+      }
+      assert.isAbove(wanted, 3)
+      yield* expectInputError(engine, { ...b, logprobMask: logprobMask.subarray(1) }, "DART_SHAPE")
+      yield* expectInputError(engine, { ...b, logprobMask: Uint8Array.from(logprobMask, (x, t) => (t === 6 ? 2 : x)) }, "DART_INVALID_ARGUMENT")
+    }))
+
   it.effect("routes of the wrong length fail with EngineInputError DART_SHAPE", () =>
     Effect.gen(function*() {
       const engine = yield* twoAdapters

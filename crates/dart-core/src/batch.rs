@@ -22,6 +22,9 @@ pub struct Packed {
     /// For each slot, the positions routed to it (ascending).
     pub groups: Vec<Vec<u32>>,
     pub max_len: usize,
+    /// The positions the LM head runs on (ascending): those with a target
+    /// whose logprob is wanted (all of them unless `want` narrowed it).
+    pub head_rows: Vec<u32>,
 }
 
 impl Packed {
@@ -71,7 +74,24 @@ impl Packed {
                 }
             }
         }
-        Ok(Packed { seqs, pos, targets, pos_routes, groups, max_len })
+        let head_rows = (0..n as u32).filter(|&p| targets[p as usize] >= 0).collect();
+        Ok(Packed { seqs, pos, targets, pos_routes, groups, max_len, head_rows })
+    }
+
+    /// Narrows the LM head to the tokens whose logprob is wanted (writer
+    /// layout: `wanted[t]` = 1 for token t's logprob, 0 for not). The others
+    /// get logprob 0 and no gradient through it; every position still runs
+    /// through the layers, so the wanted ones see the same context.
+    pub fn want(mut self, wanted: &[u8]) -> Result<Self> {
+        let n = self.len();
+        if wanted.len() != n {
+            return Err(DartError::Shape(format!("logprobMask has {} entries, expected one per token ({n})", wanted.len())));
+        }
+        if let Some((i, &w)) = wanted.iter().enumerate().find(|(_, &w)| w > 1) {
+            return Err(DartError::InvalidArgument(format!("logprobMask[{i}] = {w}, expected 0 (not wanted) or 1 (wanted)")));
+        }
+        self.head_rows.retain(|&p| wanted[p as usize + 1] == 1);
+        Ok(self)
     }
 
     /// Per-position logprobs (position p predicts token p+1) to the writer
@@ -128,6 +148,15 @@ mod tests {
         assert_eq!(p.to_writer(&per_pos), vec![0.0, 0.1, 0.2, 0.0, 0.4]);
         let per_tok = [1.0, 2.0, 3.0, 4.0, 5.0];
         assert_eq!(p.from_writer(&per_tok), vec![2.0, 3.0, 0.0, 5.0, 0.0]);
+        assert_eq!(p.head_rows, vec![0, 1, 3]);
+        // Only tokens 2 and 4 wanted: positions 1 and 3 predict them.
+        let w = p.clone().want(&[1, 0, 1, 1, 1]).unwrap();
+        assert_eq!(w.head_rows, vec![1, 3]);
+        assert_eq!(w.targets, p.targets, "targets (and so the slots' token counts) stay");
+        let e = p.clone().want(&[1, 0, 2, 1, 1]).unwrap_err().to_string();
+        assert!(e.contains("logprobMask[2] = 2"), "{e}");
+        let e = p.want(&[1, 0]).unwrap_err().to_string();
+        assert!(e.contains("logprobMask has 2 entries"), "{e}");
     }
 
     #[test]

@@ -409,7 +409,19 @@ impl<T: Float> Engine<T> {
 
     /// Logprob of every token in the writer layout (0 at sequence starts).
     pub fn forward(&mut self, tokens: &[i32], seq_lens: &[i32], routes: &[i32]) -> Result<Vec<T>> {
-        let packed = Packed::new(tokens, seq_lens, routes, self.cfg.vocab_size, self.num_adapters())?;
+        self.forward_wanted(tokens, seq_lens, routes, None)
+    }
+
+    /// `forward` with the LM head only on the tokens `wanted` marks (1;
+    /// writer layout, `Packed::want`): the others get logprob 0 and their
+    /// dL/dlogp is ignored by backward. A policy-gradient update wants only
+    /// the tokens that carry loss, a fraction of a trajectory with long
+    /// prompts and retrieved passages.
+    pub fn forward_wanted(&mut self, tokens: &[i32], seq_lens: &[i32], routes: &[i32], wanted: Option<&[u8]>) -> Result<Vec<T>> {
+        let mut packed = Packed::new(tokens, seq_lens, routes, self.cfg.vocab_size, self.num_adapters())?;
+        if let Some(w) = wanted {
+            packed = packed.want(w)?;
+        }
         self.pending = false;
         let pool = self.pool.clone();
         let logp_pos: Vec<T> = pool.install(|| with_model!(&mut self.exec, m => cast_vec(m.forward(tokens, &packed))));

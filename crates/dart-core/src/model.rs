@@ -5,7 +5,9 @@
 //! (weights, activations, index tensors, adapter parameters and gradients,
 //! optimizer moments) lives in backend buffers that are reused across steps.
 //!
-//! The LM head runs in blocks of token rows when the logits of all rows
+//! The LM head runs on the positions whose logprob is wanted
+//! (`Packed::head_rows`: all with a target unless the caller narrowed them),
+//! gathered into [rows, d], and in blocks of those rows when their logits
 //! ([tokens, vocab]) would exceed what one backend tensor may hold
 //! (`Backend::max_rows_per_block`, the binding limit on wgpu): forward
 //! computes each block's logits, logprobs and logsumexp, then the next
@@ -89,11 +91,14 @@ impl<B: Backend> LayerActs<B> {
 pub(crate) struct BatchBufs<B: Backend> {
     tokens: B::I32,
     pos: B::U32,
-    targets: B::I32,
     seqs: B::Seqs,
     groups: Vec<B::U32>,
     n: usize,
-    /// (first row, rows) of each LM head block (one block when all fit).
+    /// The positions the LM head runs on (`Packed::head_rows`), and their targets.
+    head_rows: B::U32,
+    head_targets: B::I32,
+    /// (first row, rows) of each LM head block, over the head rows (one
+    /// block when all fit, none when there are no head rows).
     blocks: Vec<(usize, usize)>,
     /// The targets of each LM head block when there are several.
     block_targets: Vec<B::I32>,
@@ -104,8 +109,9 @@ impl<B: Backend> BatchBufs<B> {
         BatchBufs {
             tokens: b.new_i32(&[]),
             pos: b.new_u32(&[]),
-            targets: b.new_i32(&[]),
             seqs: b.new_seqs(&[], 0),
+            head_rows: b.new_u32(&[]),
+            head_targets: b.new_i32(&[]),
             groups: Vec::new(),
             n: 0,
             blocks: Vec::new(),
@@ -128,12 +134,18 @@ struct Cache<B: Backend> {
     x_last: B::Buf,
     xf: B::Buf,
     rstd_f: B::Buf,
-    /// The logits of all rows, or of one LM head block.
+    /// The logits of all head rows, or of one LM head block.
     logits: B::Buf,
-    lse: B::Buf,
+    /// Per position: logp (0 off the head rows) and dL/dlogp.
     logp: B::Buf,
     dlogp: B::Buf,
-    /// One LM head block's rows of xf, lse and logp (dlogp in backward).
+    /// Per head row: xf, its gradient, log-sum-exp, logp and dL/dlogp.
+    xh: B::Buf,
+    dxh: B::Buf,
+    lse: B::Buf,
+    logp_head: B::Buf,
+    dlogp_head: B::Buf,
+    /// One LM head block's rows of xh, lse and logp (dlogp in backward).
     xf_blk: B::Buf,
     lse_blk: B::Buf,
     logp_blk: B::Buf,
@@ -161,9 +173,13 @@ impl<B: Backend> Cache<B> {
             xf: e(),
             rstd_f: e(),
             logits: e(),
-            lse: e(),
             logp: e(),
             dlogp: e(),
+            xh: e(),
+            dxh: e(),
+            lse: e(),
+            logp_head: e(),
+            dlogp_head: e(),
             xf_blk: e(),
             lse_blk: e(),
             logp_blk: e(),
@@ -330,18 +346,21 @@ impl<B: Backend> Model<B> {
         let mut batch = c.batch.take().unwrap_or_else(|| BatchBufs::new(b));
         b.set_i32(&mut batch.tokens, tokens);
         b.set_u32(&mut batch.pos, &packed.pos);
-        b.set_i32(&mut batch.targets, &packed.targets);
+        let head_targets: Vec<i32> = packed.head_rows.iter().map(|&p| packed.targets[p as usize]).collect();
+        b.set_u32(&mut batch.head_rows, &packed.head_rows);
+        b.set_i32(&mut batch.head_targets, &head_targets);
         b.set_seqs(&mut batch.seqs, &packed.seqs, n);
         batch.groups.resize_with(packed.groups.len(), || b.new_u32(&[]));
         for (g, x) in batch.groups.iter_mut().zip(&packed.groups) {
             b.set_u32(g, x);
         }
         batch.n = n;
-        batch.blocks = row_blocks(n, b.max_rows_per_block(v));
+        let head = head_targets.len();
+        batch.blocks = row_blocks(head, b.max_rows_per_block(v));
         if batch.blocks.len() > 1 {
             batch.block_targets.resize_with(batch.blocks.len(), || b.new_i32(&[]));
             for (t, &(r0, r)) in batch.block_targets.iter_mut().zip(&batch.blocks) {
-                b.set_i32(t, &packed.targets[r0..r0 + r]);
+                b.set_i32(t, &head_targets[r0..r0 + r]);
             }
         }
         while c.layers.len() < cfg.num_hidden_layers {
@@ -389,24 +408,32 @@ impl<B: Backend> Model<B> {
         b.zeros(&mut c.xf, n * d);
         b.zeros(&mut c.rstd_f, n);
         b.rmsnorm_forward(&mut c.xf, &mut c.rstd_f, &c.x_last, &w.norm, d, cfg.rms_norm_eps);
-        b.zeros(&mut c.lse, n);
+        // The LM head on the head rows only (gathered), its logp placed back per position.
         b.zeros(&mut c.logp, n);
-        if batch.blocks.len() <= 1 {
-            b.zeros(&mut c.logits, n * v);
-            b.matmul(&mut c.logits, &c.xf, w.head(), n, v, d, false, true, false);
-            b.logprob_forward(&mut c.logp, &mut c.lse, &c.logits, &batch.targets, v);
+        b.zeros(&mut c.lse, head);
+        b.zeros(&mut c.logp_head, head);
+        if head > 0 {
+            b.gather_rows(&mut c.xh, &c.xf, &batch.head_rows, d);
+        }
+        if batch.blocks.len() == 1 {
+            b.zeros(&mut c.logits, head * v);
+            b.matmul(&mut c.logits, &c.xh, w.head(), head, v, d, false, true, false);
+            b.logprob_forward(&mut c.logp_head, &mut c.lse, &c.logits, &batch.head_targets, v);
         } else {
             // One block of rows at a time, in one logits buffer.
             for (&(r0, r), tg) in batch.blocks.iter().zip(&batch.block_targets) {
-                b.slice_rows(&mut c.xf_blk, &c.xf, r0, r, d);
+                b.slice_rows(&mut c.xf_blk, &c.xh, r0, r, d);
                 b.zeros(&mut c.logits, r * v);
                 b.matmul(&mut c.logits, &c.xf_blk, w.head(), r, v, d, false, true, false);
                 b.zeros(&mut c.lse_blk, r);
                 b.zeros(&mut c.logp_blk, r);
                 b.logprob_forward(&mut c.logp_blk, &mut c.lse_blk, &c.logits, tg, v);
-                b.place_rows(&mut c.logp, r0, &c.logp_blk, 1);
+                b.place_rows(&mut c.logp_head, r0, &c.logp_blk, 1);
                 b.place_rows(&mut c.lse, r0, &c.lse_blk, 1);
             }
+        }
+        if head > 0 {
+            b.scatter_add_rows(&mut c.logp, &c.logp_head, &batch.head_rows, 1, B::F::from_f64(1.0));
         }
         c.batch = Some(batch);
         b.download(&c.logp)
@@ -427,33 +454,42 @@ impl<B: Backend> Model<B> {
         let (qw, kw) = (sh.heads * hd, sh.kv_heads * hd);
         b.write(&mut c.dlogp, g_pos);
         let mut bg = base_grad.as_mut();
-        // dxf = dlogits W_head ; dW_head += dlogits^T xf
+        // On the head rows: dxh = dlogits W_head ; dW_head += dlogits^T xh;
+        // dxf is dxh placed back on those rows, 0 elsewhere.
+        let head = b.u32_len(&batch.head_rows);
         b.zeros(&mut c.tmp, n * d);
-        if batch.blocks.len() <= 1 {
-            b.logprob_backward(&mut c.logits, &c.lse, &c.dlogp, &batch.targets, v);
-            b.matmul(&mut c.tmp, &c.logits, w.head(), n, d, v, false, false, false);
+        b.zeros(&mut c.dxh, head * d);
+        if head > 0 {
+            b.gather_rows(&mut c.dlogp_head, &c.dlogp, &batch.head_rows, 1);
+        }
+        if batch.blocks.len() == 1 {
+            b.logprob_backward(&mut c.logits, &c.lse, &c.dlogp_head, &batch.head_targets, v);
+            b.matmul(&mut c.dxh, &c.logits, w.head(), head, d, v, false, false, false);
             if let Some(g) = bg.as_deref_mut() {
                 let dh = if cfg.tie_word_embeddings { &mut g.embed } else { g.lm_head.as_mut().expect("untied head") };
-                b.matmul(dh, &c.logits, &c.xf, v, d, n, true, false, true);
+                b.matmul(dh, &c.logits, &c.xh, v, d, head, true, false, true);
             }
         } else {
             // Per block: recompute its logits, turn them into dlogits, add
-            // its rows of dxf and its share of dW_head.
+            // its rows of dxh and its share of dW_head.
             for (&(r0, r), tg) in batch.blocks.iter().zip(&batch.block_targets) {
-                b.slice_rows(&mut c.xf_blk, &c.xf, r0, r, d);
+                b.slice_rows(&mut c.xf_blk, &c.xh, r0, r, d);
                 b.slice_rows(&mut c.lse_blk, &c.lse, r0, r, 1);
-                b.slice_rows(&mut c.logp_blk, &c.dlogp, r0, r, 1);
+                b.slice_rows(&mut c.logp_blk, &c.dlogp_head, r0, r, 1);
                 b.zeros(&mut c.logits, r * v);
                 b.matmul(&mut c.logits, &c.xf_blk, w.head(), r, v, d, false, true, false);
                 b.logprob_backward(&mut c.logits, &c.lse_blk, &c.logp_blk, tg, v);
                 b.zeros(&mut c.d_a, r * d);
                 b.matmul(&mut c.d_a, &c.logits, w.head(), r, d, v, false, false, false);
-                b.place_rows(&mut c.tmp, r0, &c.d_a, d);
+                b.place_rows(&mut c.dxh, r0, &c.d_a, d);
                 if let Some(g) = bg.as_deref_mut() {
                     let dh = if cfg.tie_word_embeddings { &mut g.embed } else { g.lm_head.as_mut().expect("untied head") };
                     b.matmul(dh, &c.logits, &c.xf_blk, v, d, r, true, false, true);
                 }
             }
+        }
+        if head > 0 {
+            b.scatter_add_rows(&mut c.tmp, &c.dxh, &batch.head_rows, d, B::F::from_f64(1.0));
         }
         b.zeros(&mut c.x, n * d);
         b.rmsnorm_backward(&mut c.x, bg.as_deref_mut().map(|g| &mut g.norm), &c.tmp, &c.x_last, &w.norm, &c.rstd_f, d);

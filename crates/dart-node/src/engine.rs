@@ -90,11 +90,20 @@ impl JsEngine {
     }
 
     /// Logprob of every token (writer convention); 0 at sequence starts.
+    /// With `logprobMask` (one 0/1 per token), the LM head runs only on the
+    /// tokens marked 1: the others get 0 and backward ignores their dLdlogp.
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn forward(&self, tokens: Int32Array, seq_lens: Int32Array, routes: Int32Array) -> AsyncTask<EngineTask<Vec<f32>, Float32Array>> {
+    pub fn forward(
+        &self,
+        tokens: Int32Array,
+        seq_lens: Int32Array,
+        routes: Int32Array,
+        logprob_mask: Option<Uint8Array>,
+    ) -> AsyncTask<EngineTask<Vec<f32>, Float32Array>> {
         let inner = self.inner.clone();
         let (tokens, seq_lens, routes) = (tokens.to_vec(), seq_lens.to_vec(), routes.to_vec());
-        task(move || lock(&inner).forward(&tokens, &seq_lens, &routes), |_, v| Ok(Float32Array::new(v)))
+        let mask = logprob_mask.map(|m| m.to_vec());
+        task(move || lock(&inner).forward_wanted(&tokens, &seq_lens, &routes, mask.as_deref()), |_, v| Ok(Float32Array::new(v)))
     }
 
     /// Accumulates gradients of sum_t dLdlogp[t] * logp[t] from the last forward.

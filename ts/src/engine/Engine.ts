@@ -130,6 +130,12 @@ export interface Batch {
   readonly tokens: Int32Array
   readonly seqLens: Int32Array
   readonly routes: Int32Array
+  /**
+   * 1 = token t's logprob is wanted, 0 = not (default: all). The LM head runs
+   * only on the wanted tokens; the others read 0 and their dL/dlogp is
+   * ignored. The layers still run on every token, so the context is the same.
+   */
+  readonly logprobMask?: Uint8Array
 }
 
 /** What an objective returns to `accumulate`: dL/dlogp per token, and anything else it computed. */
@@ -234,7 +240,7 @@ const unlocked = (native: NativeEngine, guard: <A, E, R>(e: Effect.Effect<A, E, 
     addAdapter: (spec) => attempt("addAdapter", () => native.addAdapter({ ...spec, targets: [...spec.targets] })),
     numAdapters: attempt("numAdapters", () => native.numAdapters()),
     setTrainBase: (on) => attempt("setTrainBase", () => native.setTrainBase(on)),
-    forward: ({ routes, seqLens, tokens }) => attemptPromise("forward", () => native.forward(tokens, seqLens, routes)),
+    forward: ({ logprobMask, routes, seqLens, tokens }) => attemptPromise("forward", () => native.forward(tokens, seqLens, routes, logprobMask)),
     backward: (dLdlogp) => attemptPromise("backward", () => native.backward(dLdlogp)),
     accumulate: (batch, objective) =>
       Effect.gen(function*() {

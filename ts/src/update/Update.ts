@@ -10,6 +10,8 @@
  * accumulating the micro-batches equals one big batch), backward. Then one
  * AdamW step per epoch at the given learning rate. The reference logprobs
  * of the k3 KL come from the same engine with every token routed to base.
+ * Every forward asks for the logprobs of the tokens that carry loss only
+ * (`logprobMask`: the LM head skips prompts and retrieved passages).
  *
  * Logprob consistency: the first epoch recomputes, on the rollout's routes,
  * the logprobs the rollout recorded; the report gives the largest and mean
@@ -156,8 +158,8 @@ export const cosine = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
 
 export class Update extends Context.Service<Update, UpdateShape>()("@dart-rl/ts/Update") {}
 
-/** Packs sequences end to end; `routes` per token from `route`. */
-const pack = (seqs: ReadonlyArray<UpdateSequence>, route: (s: UpdateSequence) => Int32Array): Batch => {
+/** Packs sequences end to end; `routes` per token from `route`; logprobs wanted where `logprobMask` is 1. */
+const pack = (seqs: ReadonlyArray<UpdateSequence>, route: (s: UpdateSequence) => Int32Array, logprobMask: Uint8Array): Batch => {
   const total = seqs.reduce((n, s) => n + s.tokens.length, 0)
   const tokens = new Int32Array(total)
   const routes = new Int32Array(total)
@@ -167,7 +169,14 @@ const pack = (seqs: ReadonlyArray<UpdateSequence>, route: (s: UpdateSequence) =>
     routes.set(route(s), at)
     at += s.tokens.length
   }
-  return { tokens, routes, seqLens: Int32Array.from(seqs, (s) => s.tokens.length) }
+  return { tokens, routes, seqLens: Int32Array.from(seqs, (s) => s.tokens.length), logprobMask }
+}
+
+/** 1 where any of the masks is 1. */
+const union = (masks: ReadonlyArray<Uint8Array>, length: number): Uint8Array => {
+  const out = new Uint8Array(length)
+  for (const m of masks) for (let t = 0; t < length; t++) out[t] = out[t]! | m[t]!
+  return out
 }
 
 const concat = <T extends Float32Array | Uint8Array | Int32Array | Float64Array>(make: (n: number) => T, parts: ReadonlyArray<ArrayLike<number>>): T => {
@@ -215,17 +224,20 @@ export const make = (engine: typeof Engine.Service, config: UpdateConfig = defau
    * runs forward / objective / backward of every pass over every
    * micro-batch, with each pass's aggregation weights over the whole batch.
    */
-  const prepare = ({ advantages, sequences }: UpdateRequest) =>
+  const prepare = ({ advantages, plan, sequences }: UpdateRequest) =>
     Effect.gen(function*() {
       const groups = microBatches(sequences.map((s) => s.tokens.length), config.microBatchTokens)
       const seqOf = concat((n) => new Int32Array(n), sequences.map((s, i) => new Int32Array(s.tokens.length).fill(i)))
       const offsets: Array<number> = []
       sequences.reduce((at, s) => (offsets.push(at), at + s.tokens.length), 0)
-      // Reference logprobs (frozen base), once per micro-batch.
+      // Reference logprobs (frozen base), once per micro-batch, on the tokens
+      // some pass of the plan carries loss on.
+      const refMasks = sequences.map((s) => union(plan.passes.map((p) => lossMask(p, s.roles)), s.tokens.length))
       const ref: Array<Float32Array | undefined> = []
       for (const g of groups) {
+        const mask = concat((n) => new Uint8Array(n), g.map((i) => refMasks[i]!))
         ref.push(objective.klBeta > 0
-          ? yield* Effect.mapError(engine.forward(pack(g.map((i) => sequences[i]!), (s) => new Int32Array(s.tokens.length).fill(-1))), fromEngine)
+          ? yield* Effect.mapError(engine.forward(pack(g.map((i) => sequences[i]!), (s) => new Int32Array(s.tokens.length).fill(-1), mask)), fromEngine)
           : undefined)
       }
       const accumulate = (passes: ReadonlyArray<TrainingPass>, stats: EpochStats | undefined, label: string) =>
@@ -233,12 +245,15 @@ export const make = (engine: typeof Engine.Service, config: UpdateConfig = defau
           for (let p = 0; p < passes.length; p++) {
             const pass = passes[p]!
             const masks = sequences.map((s) => lossMask(pass, s.roles))
+            if (objective.klBeta > 0 && masks.some((m, i) => m.some((x, t) => x === 1 && refMasks[i]![t] !== 1))) {
+              return yield* inputError(`${label}, pass ${p}: loss on tokens the plan's passes carry no loss on (no reference logprob there)`)
+            }
             const weights = aggregationWeights(concat((n) => new Uint8Array(n), masks), seqOf, objective.aggregation)
             for (let m = 0; m < groups.length; m++) {
               const ids = groups[m]!
               const seqs = ids.map((i) => sequences[i]!)
-              const batch = pack(seqs, (s) => tokenRoutes(pass, s.roles))
               const mask = concat((n) => new Uint8Array(n), ids.map((i) => masks[i]!))
+              const batch = pack(seqs, (s) => tokenRoutes(pass, s.roles), mask)
               const seq = concat((n) => new Int32Array(n), ids.map((i, k) => new Int32Array(sequences[i]!.tokens.length).fill(k)))
               const oldLogp = concat((n) => new Float32Array(n), seqs.map((s) => s.logprobs))
               const w = concat((n) => new Float64Array(n), ids.map((i) => weights.subarray(offsets[i]!, offsets[i]! + sequences[i]!.tokens.length)))
