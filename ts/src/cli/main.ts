@@ -114,7 +114,7 @@ const train = Command.make(
     mode: optional(choice("mode", MODES, "training mode; default dart")),
     resume: optional(Flag.String("resume").pipe(Flag.withDescription("continue the run in this directory from its newest complete checkpoint, with its own config"))),
     runDir: optional(Flag.String("run-dir").pipe(Flag.withDescription("where the run writes its files (must not hold a run); default runs/<date>-<mode>"))),
-    steps: optional(intFlag("steps", 1, 10_000_000, "RL steps (default: the config's; 100)")),
+    steps: optional(intFlag("steps", 1, 10_000_000, `RL steps (default: the config's; ${defaultTrainConfig.steps})`)),
     backend: backendFlag,
     threads: threadsFlag,
     seed: seedFlag,
@@ -331,7 +331,7 @@ const compareCommand = Command.make(
       Flag.withDefault(DEFAULT_COMPARE_MODES.join(","))
     ),
     seeds: intFlag("seeds", 1, 100, "seeds per mode: 0, 1, ... (default 3)").pipe(Flag.withDefault(3)),
-    steps: optional(intFlag("steps", 1, 10_000_000, "RL steps of every run (default: the config's; 100)")),
+    steps: optional(intFlag("steps", 1, 10_000_000, `RL steps of every run (default: the config's; ${defaultTrainConfig.steps})`)),
     test: optional(Flag.String("test").pipe(Flag.withDescription("held-out questions every run is evaluated on (Search-R1 layout); default the built-in world's test split"))),
     out: optional(Flag.String("out").pipe(Flag.withDescription("output folder (default runs/compare-<date>); give an existing one to continue a stopped comparison"))),
     smoothing: intFlag("smoothing", 1, 1000, "steps of the moving average of the learning curves (default 10)").pipe(Flag.withDefault(10)),

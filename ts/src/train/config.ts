@@ -119,7 +119,7 @@ export const defaultTrainConfig: TrainConfig = {
   update: defaultUpdateConfig,
   schedule: { lr: 3e-3, minLr: 3e-4, warmupSteps: 5, schedule: "cosine" },
   eval: { every: 25, limit: 0, temperature: 0, batchSize: 64 },
-  steps: 100,
+  steps: 150,
   promptsPerStep: 8,
   seed: 0,
   checkpointEvery: 10,
