@@ -12,6 +12,20 @@
 #   DART_BENCH_PYTHON   python with torch/transformers/peft (default scripts/.venv-ref/bin/python)
 #   DART_BENCH_NO_TORCH=1  skip the torch reference
 #   DART_BENCH_QUICK=1  one timed repetition, short GEMM timing (smoke test)
+#   DART_BENCH_CPU_CLASS  native (default: what this CPU has) or avx2: the
+#       paths of an AVX2 + FMA machine on any x86 CPU. avx2 builds the
+#       benchmarks without the `avx512` feature (gemm without x86-v4, none
+#       of our AVX-512 kernels; in target/avx2-class), sets
+#       DART_CPU_NO_AVX512=1, restricts the references to AVX2 too
+#       (OPENBLAS_CORETYPE=Haswell for numpy, ATEN_CPU_CAPABILITY=avx2,
+#       MKL_ENABLE_INSTRUCTIONS=AVX2 and ONEDNN_MAX_CPU_ISA=AVX2 for torch),
+#       writes engine-cpu-avx2.json and generate-avx2.json, and skips the
+#       search, wgpu and RL step benchmarks (set DART_BENCH_NO_*=0 to keep one).
+#       Every result records cpu_class and the kernel path of each GEMM.
+#
+# GEMM reference: numpy.matmul (OpenBLAS) at the same shapes and threads,
+# timed in the same run before ours (scripts/bench/numpy_gemm.py, the same
+# python); recorded as numpy_gflops / ratio_vs_numpy per shape.
 #
 # Then the generation benchmark (crates/dart-bench/src/bin/generate.rs) writes
 # bench/results/generate.json: decode tokens/s at batch 1/16/64, prefill
@@ -76,15 +90,30 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 # RL step benchmark only (the section at the end of this file, in its own script).
 if [ "${DART_BENCH_ONLY_RL_STEP:-0}" = 1 ]; then exec bash scripts/bench/rl_step.sh; fi
-out="${DART_BENCH_OUT:-bench/results/engine-cpu.json}"
 threads="${DART_BENCH_THREADS:-$(nproc)}"
 py="${DART_BENCH_PYTHON:-scripts/.venv-ref/bin/python}"
 quick=()
 [ "${DART_BENCH_QUICK:-0}" = 1 ] && quick=(--quick)
 only_search="${DART_BENCH_ONLY_SEARCH:-0}"
 
-echo "== building dart-bench (release)"
-cargo build --release --quiet -p dart-bench
+cpu_class="${DART_BENCH_CPU_CLASS:-native}"
+features=()
+suffix=""
+case "$cpu_class" in
+  native) ;;
+  avx2)
+    features=(--no-default-features)
+    suffix="-avx2"
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/avx2-class"
+    export DART_CPU_NO_AVX512=1 OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+    export DART_BENCH_NO_SEARCH="${DART_BENCH_NO_SEARCH:-1}" DART_BENCH_NO_WGPU="${DART_BENCH_NO_WGPU:-1}" DART_BENCH_NO_RL_STEP="${DART_BENCH_NO_RL_STEP:-1}"
+    ;;
+  *) echo "DART_BENCH_CPU_CLASS=$cpu_class: expected native or avx2" >&2; exit 2 ;;
+esac
+out="${DART_BENCH_OUT:-bench/results/engine-cpu$suffix.json}"
+
+echo "== building dart-bench (release${features[*]:+, ${features[*]}})"
+cargo build --release --quiet -p dart-bench "${features[@]}"
 bin="${CARGO_TARGET_DIR:-target}/release/dart-bench"
 
 tmp="$(mktemp -d)"
@@ -116,13 +145,25 @@ if [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" !
     fi
   fi
 
+  numpy_args=()
+  if [ ! -x "$py" ]; then
+    numpy_args=(--numpy-null "no python at $py (create scripts/.venv-ref from scripts/requirements-ref.txt, or set DART_BENCH_PYTHON)")
+  else
+    echo "== numpy GEMM reference ($py, $threads threads${OPENBLAS_CORETYPE:+, OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE})"
+    if OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" "$py" scripts/bench/numpy_gemm.py --configs "$tmp/configs.json" --threads "$threads" --out "$tmp/numpy.json" "${quick[@]}"; then
+      numpy_args=(--numpy-json "$tmp/numpy.json")
+    else
+      numpy_args=(--numpy-null "scripts/bench/numpy_gemm.py exited with status $?")
+    fi
+  fi
+
   echo "== dart-core engine"
-  "$bin" run --out "$out" --threads "$threads" "${quick[@]}" "${torch_args[@]}"
+  "$bin" run --out "$out" --threads "$threads" "${quick[@]}" "${torch_args[@]}" "${numpy_args[@]}"
 fi
 
 if [ "${DART_BENCH_NO_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ] && [ "$only_search" != 1 ]; then
   gen="${CARGO_TARGET_DIR:-target}/release/generate"
-  gen_out="${DART_BENCH_GENERATE_OUT:-bench/results/generate.json}"
+  gen_out="${DART_BENCH_GENERATE_OUT:-bench/results/generate$suffix.json}"
   "$gen" configs "${quick[@]}" > "$tmp/gen-configs.json"
   gen_args=()
   if [ -n "$torch_skip" ]; then

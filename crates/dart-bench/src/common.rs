@@ -186,6 +186,20 @@ pub fn sh(cmd: &str, args: &[&str]) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The CPU class this process measures: "avx512" when gemm and our kernels
+/// take their AVX-512 paths, "avx2" when neither does (an AVX2 CPU, or a
+/// build without the `avx512` feature), "mixed" when only gemm does
+/// (DART_CPU_NO_AVX512=1 with the feature built), else "portable".
+pub fn cpu_class() -> &'static str {
+    let gemm512 = dart_core::ops::matmul::gemm_isa().contains("avx512");
+    match (dart_core::ops::cpu::kernel_class(), gemm512) {
+        ("avx512", true) => "avx512",
+        ("avx2", false) => "avx2",
+        ("avx2", true) => "mixed",
+        _ => "portable",
+    }
+}
+
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -202,18 +216,6 @@ pub fn cpu_flags() -> Vec<String> {
         .unwrap_or_default();
     let have: Vec<&str> = flags.split_whitespace().collect();
     want.iter().filter(|w| have.contains(w)).map(|w| w.to_string()).collect()
-}
-
-/// The CPU class from its flags: "avx512f", "avx2" (no avx512f) or "pre-avx2".
-pub fn cpu_class() -> &'static str {
-    let f = cpu_flags();
-    if f.iter().any(|x| x == "avx512f") {
-        "avx512f"
-    } else if f.iter().any(|x| x == "avx2") {
-        "avx2"
-    } else {
-        "pre-avx2"
-    }
 }
 
 pub fn loadavg() -> Option<String> {
@@ -379,6 +381,8 @@ impl RunStart {
     pub fn machine(&self, extra: Value) -> Value {
         let mut m = json!({
             "cpu_model": self.cpu, "nproc": self.nproc, "threads_used": self.threads, "os": os(),
+            "cpu_class": cpu_class(), "kernel_class": dart_core::ops::cpu::kernel_class(), "gemm_isa": dart_core::ops::matmul::gemm_isa(),
+            "avx512_feature_built": cfg!(feature = "avx512"),
             "loadavg_before": self.load_before, "loadavg_after": loadavg(),
         });
         merge(&mut m, extra);

@@ -48,12 +48,18 @@ fn configs_json(quick: bool) -> Value {
         .iter()
         .map(|c| train_config_json(c.name, &c.hf, c.seqs, c.seq_len, c.warmup, c.reps))
         .collect();
-    json!({ "configs": cfgs, "lr": 1e-4 })
+    let gemm: Vec<Value> = transformer_gemm_shapes().iter().map(|g| json!({"name": g.name, "m": g.m, "n": g.n, "k": g.k, "b_transposed": g.tb})).collect();
+    json!({ "configs": cfgs, "lr": 1e-4, "gemm": gemm })
 }
 
 // ---- GEMM -------------------------------------------------------------------
 
-fn bench_gemm(pool: &rayon::ThreadPool, c: &GemmShape, quick: bool) -> Value {
+/// numpy's GFLOPS for a shape (scripts/bench/numpy_gemm.py), by name.
+fn numpy_gflops(numpy: Option<&Value>, name: &str) -> Option<f64> {
+    numpy?.get("gemm")?.as_array()?.iter().find(|g| g["name"].as_str() == Some(name))?.get("gflops")?.as_f64()
+}
+
+fn bench_gemm(pool: &rayon::ThreadPool, c: &GemmShape, quick: bool, numpy: Option<&Value>) -> Value {
     let mut rng = Rng(0x9E3779B97F4A7C15 ^ (c.m * 31 + c.n * 7 + c.k) as u64);
     let mut rv = |len: usize| -> Vec<f32> { (0..len).map(|_| (rng.below(2001) as f32 - 1000.0) * 1e-3).collect() };
     let a = rv(c.m * c.k);
@@ -75,14 +81,19 @@ fn bench_gemm(pool: &rayon::ThreadPool, c: &GemmShape, quick: bool) -> Value {
     let med = median(&times);
     let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
     let gflops = flops / med / 1e9;
+    let path = dart_core::ops::matmul::kernel_path(c.m, c.n, c.k, false, c.tb);
+    let np = numpy_gflops(numpy, &c.name);
     println!(
-        "  gemm {:<48} {:>5}x{:>5}x{:>5}  {:>7.1} GFLOPS (median of {}, best {:.1})",
-        c.name, c.m, c.n, c.k, gflops, times.len(), flops / best / 1e9
+        "  gemm {:<48} {:>5}x{:>5}x{:>5}  {:>7.1} GFLOPS (median of {}, best {:.1}) [{path}]{}",
+        c.name, c.m, c.n, c.k, gflops, times.len(), flops / best / 1e9,
+        np.map(|g| format!("  numpy {g:.1}: {:.2}x", gflops / g)).unwrap_or_default()
     );
     json!({
         "name": c.name, "m": c.m, "n": c.n, "k": c.k, "b_transposed": c.tb,
         "gflops": round(gflops, 2), "best_gflops": round(flops / best / 1e9, 2),
-        "median_s": med, "reps": times.len(),
+        "median_s": med, "reps": times.len(), "path": path,
+        "numpy_gflops": np.map(|g| round(g, 2)),
+        "ratio_vs_numpy": np.map(|g| round(gflops / g, 3)),
     })
 }
 
@@ -225,7 +236,7 @@ fn bench_model(bc: &BenchConfig, threads: usize, torch: Option<&Value>) -> Value
 // ---- main -------------------------------------------------------------------
 
 fn usage() -> ! {
-    eprintln!("usage: dart-bench configs [--quick]\n       dart-bench run --out FILE [--threads N] [--quick] [--torch-json FILE | --torch-null REASON] [--skip-gemm] [--only MODEL]");
+    eprintln!("usage: dart-bench configs [--quick]\n       dart-bench run --out FILE [--threads N] [--quick] [--torch-json FILE | --torch-null REASON] [--numpy-json FILE | --numpy-null REASON] [--skip-gemm] [--only MODEL]");
     std::process::exit(2)
 }
 
@@ -235,12 +246,14 @@ fn main() {
         let (quick, threads, torch) = (st.quick, st.threads, st.reference.as_ref());
         println!("dart-bench: {}, nproc {}, {threads} threads{}", st.cpu, st.nproc, if quick { " (quick)" } else { "" });
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+        let (numpy, numpy_null) = dart_bench::common::load_reference(args.opt("--numpy-json"), || args.opt("--numpy-null"), "numpy");
         let gemm: Vec<Value> = if args.flag("--skip-gemm") {
             Vec::new()
         } else {
             println!("GEMM (dart_core::ops::matmul::matmul::<f32>, rayon pool of {threads} threads)");
-            transformer_gemm_shapes().iter().map(|c| bench_gemm(&pool, c, quick)).collect()
+            transformer_gemm_shapes().iter().map(|c| bench_gemm(&pool, c, quick, numpy.as_ref())).collect()
         };
+        let worst_numpy = gemm.iter().filter_map(|g| g["ratio_vs_numpy"].as_f64()).fold(f64::NAN, f64::min);
         drop(pool);
         let only = args.opt("--only");
         let models: Vec<Value> = bench_configs(quick).iter().filter(|bc| only.as_deref().is_none_or(|o| o == bc.name)).map(|bc| bench_model(bc, threads, torch)).collect();
@@ -250,6 +263,10 @@ fn main() {
             json!({"cpu_flags": cpu_flags()}),
             json!({
                 "gemm": gemm,
+                "gemm_ratio_vs_numpy_worst": if worst_numpy.is_nan() { Value::Null } else { json!(round(worst_numpy, 3)) },
+                "gemm_ratio_vs_numpy_definition": "our GFLOPS / numpy.matmul's (float32, same threads, same shape, timed in the same run by scripts/bench/numpy_gemm.py, before ours); the worst over shapes",
+                "numpy": numpy.as_ref().map(|n| json!({"numpy_version": n.get("numpy_version"), "blas": n.get("blas"), "threads": n.get("threads"), "env": n.get("env")})),
+                "numpy_null_reason": numpy_null,
                 "models": models,
                 "routing_overhead_ratio": round(worst, 4),
                 "routing_overhead_ratio_definition": "median time of forward+backward+step with DART (2 slots, rank 8 each, routed in alternating spans) / the same with one rank-16 adapter on every token; same tokens and targets; measured interleaved in one run; the top-level value is the worst over models",

@@ -26,7 +26,7 @@
 //! with block-max WAND, postings per query) and the linear extrapolation to
 //! the 21M passages of wiki-18.
 //! See scripts/bench/run.sh (`pnpm bench`).
-use dart_bench::common::{cpu_class, cpu_flags, cpu_model, load_reference, loadavg, median, nproc, round, write_result, Args, Rng, RunStart};
+use dart_bench::common::{cpu_flags, cpu_model, load_reference, loadavg, median, nproc, round, write_result, Args, Rng, RunStart};
 use dart_search::analyzer::{english, terms, ANALYZER, LUCENE_ENGLISH_STOP_WORDS};
 use dart_search::bm25::{Bm25Params, Bm25TermQuery};
 use dart_search::corpus::CorpusReader;
@@ -743,7 +743,7 @@ fn run(args: &Args) {
 
     let result = st.result(
         "dart-rl search (cpu)",
-        json!({"cpu_flags": cpu_flags(), "cpu_class": cpu_class()}),
+        json!({"cpu_flags": cpu_flags()}),
         json!({
             "corpus": meta,
             "bm25": {"k1": k1, "b": params.b as f64, "analysis": "tantivy SimpleTokenizer words, lower case, Lucene's 33 English stop words + a lone \"s\", Snowball English stemmer (dart_search::analyzer)"},

@@ -75,6 +75,36 @@ pub fn matmul<T: Float>(
     }
 }
 
+/// The kernel path `matmul::<f32>` takes for this shape and transposes on
+/// this CPU and build, for benchmark reports: "skinny avx512" / "skinny
+/// avx2" (ops::skinny), else gemm with the instruction set gemm picks
+/// (x86-v4 = AVX-512 where built with the `avx512` feature and the CPU has
+/// it, x86-v3 = AVX2 + FMA; `DART_CPU_NO_AVX512` does not change gemm's).
+pub fn kernel_path(m: usize, n: usize, k: usize, ta: bool, tb: bool) -> &'static str {
+    if let Some(isa) = skinny::isa().filter(|&isa| !ta && tb && skinny::applies(isa, m, n, k)) {
+        return match isa {
+            skinny::Isa::Avx512 => "skinny avx512",
+            skinny::Isa::Avx2 => "skinny avx2",
+        };
+    }
+    gemm_isa()
+}
+
+/// The instruction set gemm dispatches to in this process.
+pub fn gemm_isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[cfg(feature = "avx512")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "gemm x86-v4 (avx512)";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "gemm x86-v3 (avx2+fma)";
+        }
+    }
+    "gemm portable"
+}
+
 /// Plain triple loop, the reference the GEMM path is tested against.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_reference<T: Float>(

@@ -10,13 +10,20 @@
 //! Measured against gemm 0.19 on a 2-core Zen 5 (16 rows, SmolLM2 shapes):
 //! 2-3x the GFLOPS; see `pnpm bench` (generate.json) for the decode effect.
 //! One kernel body (`kernel!`) is instantiated per instruction set: 16
-//! lanes and 4x4 register tiles on AVX-512 (32 registers), 8 lanes and 4x3
-//! tiles on AVX2 (16 registers: 12 accumulators, 3 W vectors, 1 X vector).
+//! lanes and 4x4 register tiles on AVX-512 (32 registers), 8 lanes and 4x2
+//! tiles on AVX2 (16 registers: 8 accumulators, 2 W vectors, 1 X vector; at
+//! 4x3 LLVM spilled two accumulators to the stack and the kernel ran at 27
+//! GFLOPS instead of 128 on 256x576x576, 2-core Zen 5). On AVX2 it takes at
+//! most `MAX_ROWS_AVX2` rows: above that gemm's AVX2 kernels are faster
+//! (measured 64 to 256 rows at the SmolLM2 and world-model widths).
 //! Everything else (f64, other transposes, many rows, neither ISA) stays on gemm.
 use rayon::prelude::*;
 
-/// Above this many rows of X the packed `gemm` path is as fast or faster.
+/// Above this many rows of X the packed `gemm` path is as fast or faster
+/// (AVX-512; the most rows either set takes).
 pub const MAX_ROWS: usize = 256;
+/// The same on AVX2 + FMA.
+pub const MAX_ROWS_AVX2: usize = 64;
 /// Below this depth the dot products are too short to pay for their final
 /// horizontal sums (the LoRA up-projection, k = rank): gemm does better.
 pub const MIN_DEPTH: usize = 64;
@@ -52,6 +59,15 @@ pub fn available() -> bool {
     isa().is_some()
 }
 
+/// Whether the kernel takes a product of this shape on `isa`.
+pub fn applies(isa: Isa, m: usize, n: usize, k: usize) -> bool {
+    let max_rows = match isa {
+        Isa::Avx512 => MAX_ROWS,
+        Isa::Avx2 => MAX_ROWS_AVX2,
+    };
+    m > 0 && m <= max_rows && n > 0 && k >= MIN_DEPTH
+}
+
 /// Computes c[m,n] (+)= x[m,k] w[n,k]^T and returns true, or returns false
 /// (c untouched) where the kernel does not apply: the caller falls back.
 pub fn xwt(c: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize, accumulate: bool) -> bool {
@@ -62,7 +78,7 @@ pub fn xwt(c: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize, ac
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn xwt_with(isa: Option<Isa>, c: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize, accumulate: bool) -> bool {
     let Some(isa) = isa else { return false };
-    if m == 0 || m > MAX_ROWS || n == 0 || k < MIN_DEPTH {
+    if !applies(isa, m, n, k) {
         return false;
     }
     assert!(c.len() >= m * n && x.len() >= m * k && w.len() >= n * k, "skinny::xwt: operands shorter than {m}x{n}x{k}");
@@ -252,7 +268,7 @@ mod avx2_ops {
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 kernel!(avx512, "avx512f", 16, 4, __m512, _mm512_setzero_ps(), super::avx512_ops::load, _mm512_fmadd_ps, super::avx512_ops::sum);
 #[cfg(target_arch = "x86_64")]
-kernel!(avx2, "avx2,fma", 8, 3, __m256, _mm256_setzero_ps(), super::avx2_ops::load, _mm256_fmadd_ps, crate::ops::cpu::hsum256);
+kernel!(avx2, "avx2,fma", 8, 2, __m256, _mm256_setzero_ps(), super::avx2_ops::load, _mm256_fmadd_ps, crate::ops::cpu::hsum256);
 
 #[cfg(test)]
 mod tests {
@@ -284,7 +300,10 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         for isa in isas {
             let mut seed = 0;
-            for &(m, n, k) in &[(1, 1, 64), (3, 5, 65), (4, 4, 80), (5, 9, 97), (7, 13, 333), (16, 70, 100), (17, 600, 75), (128, 67, 200), (256, 21, 64), (2, 7, 71), (6, 11, 129)] {
+            for &(m, n, k) in &[(1, 1, 64), (3, 5, 65), (4, 4, 80), (5, 9, 97), (7, 13, 333), (16, 70, 100), (17, 600, 75), (128, 67, 200), (256, 21, 64), (64, 33, 90), (2, 7, 71), (6, 11, 129)] {
+                if !applies(isa, m, n, k) {
+                    continue;
+                }
                 for acc in [false, true] {
                     seed += 1;
                     let x = rand_vec::<f32>(m * k, seed);
@@ -307,6 +326,8 @@ mod tests {
     fn declines_what_it_does_not_cover() {
         assert!(!xwt(&mut vec![0.0; (MAX_ROWS + 1) * 2], &vec![0.0; (MAX_ROWS + 1) * 3], &[0.0; 6], MAX_ROWS + 1, 2, 3, false));
         assert!(!xwt(&mut [], &[], &[], 0, 0, 3, false));
+        let m = MAX_ROWS_AVX2 + 1;
+        assert!(!xwt_with(Some(Isa::Avx2), &mut vec![0.0; m * 2], &vec![0.0; m * MIN_DEPTH], &vec![0.0; 2 * MIN_DEPTH], m, 2, MIN_DEPTH, false));
         assert!(!xwt(&mut [0.0; 4], &[0.0; 2 * (MIN_DEPTH - 1)], &[0.0; 2 * (MIN_DEPTH - 1)], 2, 2, MIN_DEPTH - 1, false));
     }
 }
