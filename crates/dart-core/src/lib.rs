@@ -2,6 +2,7 @@
 //! on a frozen backbone with K LoRA adapter slots, routed per token, with the
 //! paired forward/backward needed for RL on token logprobs.
 pub mod adapter;
+pub mod api;
 pub mod backend;
 pub mod batch;
 pub mod checkpoint;

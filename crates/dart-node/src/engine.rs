@@ -3,10 +3,10 @@
 use crate::errors::{lock, read, sync, Code};
 use crate::session::JsSession;
 use crate::task::{task, unit, EngineTask};
-use crate::types::{non_negative_int, options, report, slot_index, JsAdapterSpec, JsBackendInfo, JsEngineOptions, JsSessionOptions, JsStepOptions, JsStepReport};
-use dart_core::adapter::parse_targets;
+use crate::types::{options, report, JsAdapterSpec, JsBackendInfo, JsEngineOptions, JsSessionOptions, JsStepOptions, JsStepReport};
 use dart_core::checkpoint;
-use dart_core::{AdamW, AdapterSpec, DartError, ModelConfig, SlotReport, StepOptions};
+use dart_core::api::{self, non_negative_int, slot_index};
+use dart_core::{ModelConfig, SlotReport};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::collections::HashMap;
@@ -64,18 +64,7 @@ impl JsEngine {
     /// Adds a LoRA slot; returns its index.
     #[napi]
     pub fn add_adapter(&self, spec: JsAdapterSpec) -> Result<u32, Code> {
-        sync(|| {
-            let refs: Vec<&str> = spec.targets.iter().map(String::as_str).collect();
-            let s = AdapterSpec {
-                rank: spec.rank as usize,
-                alpha: spec.alpha,
-                targets: parse_targets(&refs)?,
-                seed: non_negative_int("seed", spec.seed)?,
-                b_init_std: spec.b_init_std.unwrap_or(0.0),
-                use_rslora: spec.use_rslora.unwrap_or(false),
-            };
-            Ok(lock(&self.inner).add_adapter(s)? as u32)
-        })
+        sync(|| Ok(lock(&self.inner).add_adapter(api::AdapterSpecInput::from(spec).check()?)? as u32))
     }
 
     #[napi]
@@ -123,17 +112,8 @@ impl JsEngine {
     #[napi(ts_return_type = "Promise<StepReport>")]
     pub fn step(&self, options: JsStepOptions) -> AsyncTask<EngineTask<(Vec<SlotReport>, Option<SlotReport>), JsStepReport>> {
         let inner = self.inner.clone();
-        let d = AdamW::default();
-        let adamw = AdamW {
-            lr: options.lr,
-            beta1: options.beta1.unwrap_or(d.beta1),
-            beta2: options.beta2.unwrap_or(d.beta2),
-            eps: options.eps.unwrap_or(d.eps),
-            weight_decay: options.weight_decay.unwrap_or(d.weight_decay),
-            max_grad_norm: options.max_grad_norm.unwrap_or(0.0),
-        };
-        let slots = options.slots.map(|s| s.into_iter().map(|x| x as usize).collect());
-        task(move || lock(&inner).step(&StepOptions { adamw, slots }), |_, (s, b)| {
+        let options = api::StepOptionsInput::from(options).check();
+        task(move || lock(&inner).step(&options), |_, (s, b)| {
             Ok(JsStepReport { slots: s.into_iter().map(report).collect(), base: b.map(report) })
         })
     }
@@ -141,73 +121,32 @@ impl JsEngine {
     /// The slot's LoRA tensors by PEFT name (copies).
     #[napi(ts_return_type = "Record<string, Float32Array>")]
     pub fn adapter_tensors(&self, slot: i32) -> Result<HashMap<String, Float32Array>, Code> {
-        sync(|| {
-            let e = lock(&self.inner);
-            let a = e.adapter(slot_index(slot)?)?;
-            Ok(a.names_shapes().into_iter().zip(a.params()).map(|((n, _), p)| (n, Float32Array::new(p.clone()))).collect())
-        })
+        sync(|| Ok(named(api::adapter_tensors(&read(&self.inner), slot)?)))
     }
 
     /// The slot's accumulated gradients by PEFT name (copies).
     #[napi(ts_return_type = "Record<string, Float32Array>")]
     pub fn adapter_grads(&self, slot: i32) -> Result<HashMap<String, Float32Array>, Code> {
-        sync(|| {
-            let e = lock(&self.inner);
-            let a = e.adapter(slot_index(slot)?)?;
-            Ok(a.names_shapes().into_iter().zip(a.grads()).map(|((n, _), p)| (n, Float32Array::new(p.clone()))).collect())
-        })
+        sync(|| Ok(named(api::adapter_grads(&read(&self.inner), slot)?)))
     }
 
     /// Optimizer moments of a slot by PEFT name: { step, m: {...}, v: {...} } flattened
     /// as "<name>.exp_avg" / "<name>.exp_avg_sq" plus "step" as a 1-element array.
     #[napi(ts_return_type = "Record<string, Float32Array>")]
     pub fn optimizer_state(&self, slot: i32) -> Result<HashMap<String, Float32Array>, Code> {
-        sync(|| {
-            let e = lock(&self.inner);
-            let s = slot_index(slot)?;
-            let names = e.adapter(s)?.names_shapes();
-            let st = e.optimizer_state(s)?;
-            let mut out = HashMap::new();
-            for (i, (n, _)) in names.into_iter().enumerate() {
-                out.insert(format!("{n}.exp_avg"), Float32Array::new(st.m[i].clone()));
-                out.insert(format!("{n}.exp_avg_sq"), Float32Array::new(st.v[i].clone()));
-            }
-            out.insert("step".into(), Float32Array::new(vec![st.step as f32]));
-            Ok(out)
-        })
+        sync(|| Ok(named(api::optimizer_state(&read(&self.inner), slot)?)))
     }
 
     /// Overwrites one LoRA tensor of a slot (PEFT name, same length).
     #[napi]
     pub fn set_adapter_tensor(&self, slot: i32, name: String, data: Float32Array) -> Result<(), Code> {
-        sync(|| {
-            let mut e = lock(&self.inner);
-            let slot = slot_index(slot)?;
-            let ns = e.adapter_names_shapes(slot)?;
-            if let Some((_, shape)) = ns.iter().find(|(n, _)| *n == name) {
-                let n: usize = shape.iter().product();
-                if n != data.len() {
-                    return Err(DartError::Shape(format!("{name}: got {} values, expected {n}", data.len())));
-                }
-            }
-            if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-                return Err(DartError::NonFinite(format!("{name}[{i}] = {}, expected a finite number", data[i])));
-            }
-            e.set_adapter_tensor(slot, &name, &data)
-        })
+        sync(|| api::set_adapter_tensor(&mut lock(&self.inner), slot, &name, &data))
     }
 
     /// A base model tensor by Hugging Face name (a copy).
     #[napi]
     pub fn base_tensor(&self, name: String) -> Result<Float32Array, Code> {
-        sync(|| {
-            let e = lock(&self.inner);
-            let names = dart_core::weights::Weights::<f32>::names_shapes(e.config());
-            let i = names.iter().position(|(n, _)| *n == name).ok_or_else(|| {
-                DartError::MissingTensor(format!("{name:?} is not a tensor of this model (e.g. {:?})", names[0].0))
-            })?;
-            Ok(Float32Array::new(e.base_param(i)?))
-        })
+        sync(|| Ok(Float32Array::new(api::base_tensor(&read(&self.inner), &name)?)))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
@@ -255,4 +194,8 @@ impl JsEngine {
     pub fn debug_panic(&self) -> AsyncTask<EngineTask<(), ()>> {
         task(|| panic!("debug_panic was called"), unit)
     }
+}
+
+fn named(tensors: Vec<(String, Vec<f32>)>) -> HashMap<String, Float32Array> {
+    tensors.into_iter().map(|(n, v)| (n, Float32Array::new(v))).collect()
 }

@@ -2,42 +2,70 @@
 //! reports, generated sequences), and their checked conversions to and from
 //! dart-core types.
 use dart_core::generate::Generated;
-use dart_core::{DartError, EngineOptions, SlotReport};
+use dart_core::api;
+use dart_core::{EngineOptions, SlotReport};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+/// The most worker threads a native engine accepts.
+const MAX_THREADS: usize = 1024;
+
+// The napi structs below only give JS its types; every check lives in
+// dart_core::api, shared with the WebAssembly build.
 pub(crate) fn options(o: Option<JsEngineOptions>) -> dart_core::Result<EngineOptions> {
     let o = o.unwrap_or_default();
-    let backend = match &o.backend {
-        Some(b) => match b.as_str() {
-            "cpu" | "wgpu" | "auto" => b.parse()?,
-            _ => return Err(DartError::InvalidArgument(format!("backend = {b:?}, expected \"cpu\", \"wgpu\" or \"auto\""))),
-        },
-        None => dart_core::BackendKind::from_env(),
-    };
-    let threads = match o.threads {
-        Some(t) if !(0.0..=1024.0).contains(&t) || t.fract() != 0.0 => {
-            return Err(DartError::InvalidArgument(format!("threads = {t}, expected an integer in 0..=1024 (0 = all cores)")))
+    api::EngineOptionsInput { threads: o.threads, backend: o.backend, seed: o.seed }.check(MAX_THREADS)
+}
+
+impl From<JsAdapterSpec> for api::AdapterSpecInput {
+    fn from(s: JsAdapterSpec) -> Self {
+        api::AdapterSpecInput { rank: s.rank, alpha: s.alpha, targets: s.targets, seed: s.seed, b_init_std: s.b_init_std, use_rslora: s.use_rslora }
+    }
+}
+
+impl From<JsStepOptions> for api::StepOptionsInput {
+    fn from(o: JsStepOptions) -> Self {
+        api::StepOptionsInput {
+            lr: o.lr,
+            beta1: o.beta1,
+            beta2: o.beta2,
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+            max_grad_norm: o.max_grad_norm,
+            slots: o.slots,
         }
-        Some(t) => t as usize,
-        None => 0,
-    };
-    let seed = o.seed.unwrap_or(0.0);
-    if seed < 0.0 || seed.fract() != 0.0 || seed > 9007199254740991.0 {
-        return Err(DartError::InvalidArgument(format!("seed = {seed}, expected a non-negative integer")));
     }
-    Ok(EngineOptions { threads, seed: seed as u64, backend })
 }
 
-pub(crate) fn non_negative_int(what: &str, v: f64) -> dart_core::Result<u64> {
-    if v < 0.0 || v.fract() != 0.0 || !v.is_finite() || v > 9007199254740991.0 {
-        return Err(DartError::InvalidArgument(format!("{what} = {v}, expected a non-negative integer")));
+impl From<JsRoleRules> for api::RoleRulesInput {
+    fn from(r: JsRoleRules) -> Self {
+        api::RoleRulesInput { open: r.open, close: r.close }
     }
-    Ok(v as u64)
 }
 
-pub(crate) fn slot_index(slot: i32) -> dart_core::Result<usize> {
-    usize::try_from(slot).map_err(|_| DartError::UnknownSlot(format!("slot {slot}, expected a slot index >= 0")))
+impl From<JsSessionOptions> for api::SessionOptionsInput {
+    fn from(o: JsSessionOptions) -> Self {
+        let p = o.plan;
+        api::SessionOptionsInput {
+            plan: api::GenPlanInput { agents: p.agents, writer_r: p.writer_r, writer_a: p.writer_a },
+            rules: o.rules.into(),
+            seed: o.seed,
+        }
+    }
+}
+
+impl From<JsGenerateOptions> for api::GenerateOptionsInput {
+    fn from(o: JsGenerateOptions) -> Self {
+        api::GenerateOptionsInput {
+            max_new_tokens: o.max_new_tokens,
+            temperature: o.temperature,
+            top_p: o.top_p,
+            top_k: o.top_k,
+            eos: o.eos,
+            stop: o.stop,
+            pause_on_tool_call: o.pause_on_tool_call,
+        }
+    }
 }
 
 #[napi(object, js_name = "EngineOptions")]
