@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine for dart-rl: Node 22, pnpm, Vulkan (lavapipe),
-# Chromium (the LEAS report's browser test), the JS dependencies and the
-# release build of the native addon.
+# Chromium (the LEAS report's browser test), the JS dependencies, the
+# release build of the native addon and the WebAssembly build of the engine
+# (Debian's rustc-web + rust-web-src + lld, wasm-bindgen-cli from crates.io).
 # Idempotent: every step checks first and is skipped when already done.
 #
 # Environment:
 #   DART_SKIP_ADDON_BUILD=1   skip building crates/dart-node (prints a warning)
+#   DART_SKIP_WASM_BUILD=1    skip the WASM toolchain and crates/dart-wasm (prints a warning)
 set -euo pipefail
 
 NODE_VERSION=22.21.1
@@ -114,6 +116,32 @@ else
   say "building the native addon (release): pnpm --filter @dart-rl/node build"
   pnpm --filter @dart-rl/node build || die "native addon build failed (see the cargo output above)"
   ls crates/dart-node/*.node >/dev/null 2>&1 || die "addon build produced no crates/dart-node/*.node"
+fi
+
+# --- (f) WebAssembly build of the engine (crates/dart-wasm) --------------------
+# No rustup target download here: Debian's rustc-web has the wasm32 target,
+# rust-web-src the std sources it compiles (-Zbuild-std), lld the wasm-ld linker.
+WASM_BINDGEN_VERSION=0.2.130
+if [ "${DART_SKIP_WASM_BUILD:-0}" = "1" ]; then
+  say "WARNING: DART_SKIP_WASM_BUILD=1, not building the WASM engine"
+else
+  if dpkg -s rustc-web >/dev/null 2>&1 && dpkg -s rust-web-src >/dev/null 2>&1 && dpkg -s lld >/dev/null 2>&1; then
+    say "rustc-web + rust-web-src + lld ok"
+  else
+    say "installing rustc-web rust-web-src lld (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends rustc-web rust-web-src lld
+  fi
+  wb="$ROOT/.tools/wasm-bindgen-$WASM_BINDGEN_VERSION"
+  if [ "$("$wb/bin/wasm-bindgen" --version 2>/dev/null || true)" = "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+    say "wasm-bindgen $WASM_BINDGEN_VERSION ok"
+  else
+    # Must equal the wasm-bindgen crate in Cargo.lock (crates/dart-wasm pins it).
+    say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION into $wb (cargo install; a few minutes)"
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --root "$wb"
+  fi
+  bash scripts/build-wasm.sh || die "WASM build failed (see the cargo output above)"
 fi
 
 say "done. Try: pnpm pipeline train   |   pnpm test"

@@ -31,11 +31,11 @@
  * justified by the tokens it ends on.
  */
 import fc from "fast-check"
-import { createRequire } from "node:module"
 import { expect, it } from "vitest"
 import { ROLE } from "@dart-rl/ts/domain"
 import {
   adapterSpecArb,
+  assignRoles,
   checkProperty,
   configArb,
   makeEngine,
@@ -44,8 +44,6 @@ import {
   sequences
 } from "./support.ts"
 
-const require = createRequire(import.meta.url)
-const { assignRoles } = require("@dart-rl/node") as typeof import("@dart-rl/node")
 
 type GenPlan = { agents: number[][]; writerR: number; writerA: number }
 

@@ -4,12 +4,14 @@
  * helpers (writer convention, tensor comparisons).
  */
 import fc from "fast-check"
-import { createRequire } from "node:module"
 import type { Engine as EngineClass, AdapterSpec } from "@dart-rl/node"
 import { LORA_TARGETS, ModelConfig as ModelConfigSchema } from "@dart-rl/ts/domain"
+import { loadEngine } from "@dart-rl/ts/engine"
 
-const require = createRequire(import.meta.url)
-export const { Engine } = require("@dart-rl/node") as typeof import("@dart-rl/node")
+/** The build under test: DART_ENGINE = native (default here) or wasm. */
+export const build = loadEngine(process.env.DART_ENGINE === "wasm" ? "wasm" : "native")
+console.log(`property tests on the ${build.build} engine`)
+export const { Engine, assignRoles } = build.module
 export type Engine = EngineClass
 
 /** Cases per property: DART_PROPERTY_RUNS (default 100). */

@@ -23,9 +23,19 @@ pub fn load_model<T: Float>(dir: &Path, opts: &EngineOptions) -> Result<Engine<T
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| DartError::io(&cfg_path, e))?;
     let cfg = ModelConfig::from_json(&text)?;
-    let store = TensorStore::open_model_dir(dir)?;
+    model_from_store(cfg, &TensorStore::open_model_dir(dir)?, opts)
+}
+
+/// The same from memory: config.json's text and one model.safetensors file's
+/// bytes (the WebAssembly build, whose host reads the files).
+pub fn model_from_bytes<T: Float>(config_json: &str, safetensors: Vec<u8>, opts: &EngineOptions) -> Result<Engine<T>> {
+    let cfg = ModelConfig::from_json(config_json)?;
+    model_from_store(cfg, &TensorStore::from_bytes("model.safetensors", safetensors)?, opts)
+}
+
+fn model_from_store<T: Float>(cfg: ModelConfig, store: &TensorStore, opts: &EngineOptions) -> Result<Engine<T>> {
     let w: Weights<T> = Weights::build(&cfg, |name, shape| store.get(name, shape))?;
-    check_unread_tensors(&cfg, &store, &w)?;
+    check_unread_tensors(&cfg, store, &w)?;
     Engine::new(cfg, w, opts)
 }
 

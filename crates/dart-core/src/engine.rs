@@ -98,10 +98,50 @@ pub struct Engine<T: Float> {
     tokens_seen: Vec<usize>,
     base_tokens: usize,
     rng: ChaCha8Rng,
-    pool: Arc<rayon::ThreadPool>,
+    pool: Workers,
     /// The last forward's batch; `pending` until backward consumes it.
     packed: Packed,
     pending: bool,
+}
+
+/// The engine's worker threads: its own rayon pool, so that two engines (or
+/// an engine and its host's rayon work) do not share threads. WebAssembly
+/// without threads can start none: there the work runs on the calling thread
+/// (rayon's global pool falls back to it; a second pool could not take the
+/// same thread again).
+#[derive(Clone)]
+pub struct Workers(Option<Arc<rayon::ThreadPool>>);
+
+impl Workers {
+    /// `threads` = 0: all cores.
+    pub fn new(threads: usize) -> Result<Self> {
+        if cfg!(target_family = "wasm") {
+            if threads > 1 {
+                return Err(DartError::InvalidArgument(format!(
+                    "threads = {threads}, expected 0 or 1 (this build runs on one thread)"
+                )));
+            }
+            return Ok(Workers(None));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("dart-cpu-{i}"))
+            .build()
+            .map_err(|e| DartError::InvalidArgument(format!("threads = {threads}: {e}")))?;
+        Ok(Workers(Some(Arc::new(pool))))
+    }
+
+    /// Runs `f` on these workers (rayon calls inside it use them).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.0 {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+
+    pub fn num_threads(&self) -> usize {
+        self.0.as_ref().map_or(1, |p| p.current_num_threads())
+    }
 }
 
 fn unknown_slot(slot: usize, n: usize) -> DartError {
@@ -111,11 +151,7 @@ fn unknown_slot(slot: usize, n: usize) -> DartError {
 impl<T: Float> Engine<T> {
     pub fn new(cfg: ModelConfig, w: Weights<T>, opts: &EngineOptions) -> Result<Self> {
         cfg.validate()?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.threads)
-            .thread_name(|i| format!("dart-cpu-{i}"))
-            .build()
-            .map_err(|e| DartError::InvalidArgument(format!("threads = {}: {e}", opts.threads)))?;
+        let pool = Workers::new(opts.threads)?;
         let exec = Self::exec_for(opts.backend, &cfg, w)?;
         Ok(Engine {
             cfg,
@@ -125,7 +161,7 @@ impl<T: Float> Engine<T> {
             tokens_seen: Vec::new(),
             base_tokens: 0,
             rng: ChaCha8Rng::seed_from_u64(opts.seed),
-            pool: Arc::new(pool),
+            pool,
             packed: Packed::default(),
             pending: false,
         })
@@ -234,11 +270,11 @@ impl<T: Float> Engine<T> {
         Ok(())
     }
 
-    pub fn pool(&self) -> Arc<rayon::ThreadPool> {
+    pub fn pool(&self) -> Workers {
         self.pool.clone()
     }
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.pool.num_threads()
     }
     pub fn rng(&self) -> &ChaCha8Rng {
         &self.rng

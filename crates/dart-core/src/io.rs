@@ -10,8 +10,25 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// A safetensors file's bytes: mapped from disk, or handed over in memory
+/// (the WebAssembly build has no file system; its host reads the file).
+enum FileBytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Owned(v) => v,
+        }
+    }
+}
+
 pub struct TensorStore {
-    files: Vec<(PathBuf, Mmap)>,
+    files: Vec<(PathBuf, FileBytes)>,
     /// name -> file index
     index: HashMap<String, usize>,
     metadata: HashMap<String, String>,
@@ -47,20 +64,31 @@ impl TensorStore {
 
     pub fn open_files(paths: &[PathBuf]) -> Result<Self> {
         let mut files = Vec::new();
-        let mut index = HashMap::new();
-        let mut metadata = HashMap::new();
-        for (i, p) in paths.iter().enumerate() {
+        for p in paths {
             let f = fs::File::open(p).map_err(|e| DartError::io(p, e))?;
             // SAFETY: the file is only read; a concurrent writer would be a user error.
             let mmap = unsafe { Mmap::map(&f) }.map_err(|e| DartError::io(p, e))?;
-            let (_, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| DartError::io(p, e))?;
+            files.push((p.clone(), FileBytes::Mapped(mmap)));
+        }
+        Self::from_files(files)
+    }
+
+    /// One safetensors file already in memory; `name` labels it in errors.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
+        Self::from_files(vec![(PathBuf::from(name), FileBytes::Owned(bytes))])
+    }
+
+    fn from_files(files: Vec<(PathBuf, FileBytes)>) -> Result<Self> {
+        let mut index = HashMap::new();
+        let mut metadata = HashMap::new();
+        for (i, (p, bytes)) in files.iter().enumerate() {
+            let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| DartError::io(p, e))?;
             for name in meta.tensors().keys() {
                 index.insert(name.clone(), i);
             }
             if let Some(m) = meta.metadata() {
                 metadata.extend(m.clone());
             }
-            files.push((p.clone(), mmap));
         }
         Ok(TensorStore { files, index, metadata })
     }
@@ -85,8 +113,8 @@ impl TensorStore {
             let files: Vec<String> = self.files.iter().map(|(p, _)| p.display().to_string()).collect();
             DartError::MissingTensor(format!("{name:?} not found in {}", files.join(", ")))
         })?;
-        let (path, mmap) = &self.files[fi];
-        let st = SafeTensors::deserialize(mmap).map_err(|e| DartError::io(path, e))?;
+        let (path, bytes) = &self.files[fi];
+        let st = SafeTensors::deserialize(bytes).map_err(|e| DartError::io(path, e))?;
         let view = st.tensor(name).map_err(|e| DartError::io(path, e))?;
         let bytes = view.data();
         let data: Vec<T> = match view.dtype() {

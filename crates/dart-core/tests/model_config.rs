@@ -188,3 +188,28 @@ fn transformers_written_configs_load() {
     accepted(&std::fs::read_to_string(fixture("model/config.json")).unwrap());
     accepted(&std::fs::read_to_string(fixture("llama-tied/config.json")).unwrap());
 }
+
+/// A model read from memory (the WebAssembly build's path: its host reads the
+/// files) is the model read from its folder: the same weights, tensor for
+/// tensor, and the same refusal of a tensor the config does not read.
+#[test]
+fn model_from_bytes_is_load_model() {
+    use dart_core::checkpoint::model_from_bytes;
+    let dir = fixture("model");
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let from_dir = load_model::<f32>(&dir, &opts(1)).unwrap();
+    let from_bytes = model_from_bytes::<f32>(&config, bytes.clone(), &opts(1)).unwrap();
+    let names = dart_core::weights::Weights::<f32>::names_shapes(from_dir.config());
+    assert!(!names.is_empty());
+    for (i, (name, _)) in names.iter().enumerate() {
+        assert_eq!(from_dir.base_param(i).unwrap(), from_bytes.base_param(i).unwrap(), "{name}");
+    }
+    println!("{} tensors equal", names.len());
+    let mut cfg: Value = serde_json::from_str(&config).unwrap();
+    cfg["num_hidden_layers"] = json!(cfg["num_hidden_layers"].as_u64().unwrap() - 1);
+    cfg.as_object_mut().unwrap().remove("layer_types");
+    let e = model_from_bytes::<f32>(&cfg.to_string(), bytes, &opts(1)).map(|_| ()).expect_err("a layer dropped silently");
+    println!("{e}");
+    assert!(matches!(e, DartError::Config(_)) && e.to_string().contains("model.layers.1."), "{e}");
+}

@@ -25,8 +25,9 @@ import {
   type EngineOptions,
   type Generated,
   type GenerateOptions,
+  type EngineBuild,
   type GenPlan,
-  loadNative,
+  loadEngine,
   type NativeEngine,
   type NativeSession,
   nativeErrorCode,
@@ -52,7 +53,8 @@ export type {
   StepReport,
   StopReason
 } from "./native.ts"
-export { LORA_TARGETS, ROLE } from "./native.ts"
+export { ENGINE_BUILDS, engineBuildFromEnv, LORA_TARGETS, loadEngine, ROLE } from "./native.ts"
+export type { EngineBuild, EngineModule } from "./native.ts"
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -302,27 +304,40 @@ export const make = (native: NativeEngine): EngineShape => {
     session: (options) => raw.session(options)
   }
 }
+/**
+ * The engine's options, plus `build`: which build computes (default: the
+ * DART_ENGINE environment variable, else auto = the native addon where it
+ * loads, otherwise the WASM build).
+ */
+export type LoadOptions = EngineOptions & { readonly build?: EngineBuild }
+
+const engineClass = (build: EngineBuild | undefined) => loadEngine(build).module.Engine
+
+const engineOptions = ({ build: _, ...rest }: LoadOptions): EngineOptions => rest
+
 /** An engine over a Hugging Face model folder (config.json + safetensors). */
-export const load = (dir: string, options?: EngineOptions): Effect.Effect<EngineShape, EngineError> =>
-  attemptPromise("load", () => loadNative().Engine.load(dir, options)).pipe(Effect.map(make))
+export const load = (dir: string, options: LoadOptions = {}): Effect.Effect<EngineShape, EngineError> =>
+  attemptPromise("load", () => engineClass(options.build).load(dir, engineOptions(options))).pipe(Effect.map(make))
 
 /** An engine over a randomly initialised model of the given architecture. */
 export const random = (
   config: ModelConfig,
   seed: number,
-  options?: EngineOptions
+  options: LoadOptions = {}
 ): Effect.Effect<EngineShape, EngineError> =>
-  attempt("random", () => loadNative().Engine.random(JSON.stringify(config), seed, options)).pipe(Effect.map(make))
+  attempt("random", () => engineClass(options.build).random(JSON.stringify(config), seed, engineOptions(options))).pipe(
+    Effect.map(make)
+  )
 
 /** Provides `Engine` from a model folder. */
-export const layerLoad = (dir: string, options?: EngineOptions): Layer.Layer<Engine, EngineError> =>
+export const layerLoad = (dir: string, options?: LoadOptions): Layer.Layer<Engine, EngineError> =>
   Layer.effect(Engine)(load(dir, options))
 
 /** Provides `Engine` from a random model (tests, demos). */
 export const layerRandom = (
   config: ModelConfig,
   seed: number,
-  options?: EngineOptions
+  options?: LoadOptions
 ): Layer.Layer<Engine, EngineError> => Layer.effect(Engine)(random(config, seed, options))
 
 /** A tiny Qwen2-shaped architecture for tests and demos. */

@@ -11,6 +11,10 @@
 import { createRequire } from "node:module"
 import type * as Addon from "@dart-rl/node"
 import type { LoraTarget } from "../domain/model.ts"
+import { type EngineBuild, engineBuildFromEnv, type EngineModule, loadEngineModule } from "./wasm.ts"
+
+export { ENGINE_BUILDS, engineBuildFromEnv } from "./wasm.ts"
+export type { EngineBuild, EngineModule } from "./wasm.ts"
 
 export { LORA_TARGETS, ROLE, SOURCE } from "../domain/model.ts"
 export type { LoraTarget, RoleCode } from "../domain/model.ts"
@@ -46,6 +50,21 @@ export const nativeErrorCode = (cause: unknown): string =>
   typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : ""
 
 let cached: NativeModule | undefined
+const engines = new Map<EngineBuild, { readonly build: "native" | "wasm"; readonly module: EngineModule }>()
+
+/**
+ * The engine classes of the chosen build (`build`, else DART_ENGINE, else
+ * auto: the addon where it loads, otherwise the WASM build). The tokenizer
+ * and the search index live only in the addon (`loadNative`).
+ */
+export const loadEngine = (build: EngineBuild = engineBuildFromEnv()): { readonly build: "native" | "wasm"; readonly module: EngineModule } => {
+  let e = engines.get(build)
+  if (e === undefined) {
+    e = loadEngineModule(build, loadNative)
+    engines.set(build, e)
+  }
+  return e
+}
 
 /**
  * Loads `@dart-rl/node` (throws when the addon has not been built:

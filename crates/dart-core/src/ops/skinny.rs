@@ -17,6 +17,7 @@
 //! most `MAX_ROWS_AVX2` rows: above that gemm's AVX2 kernels are faster
 //! (measured 64 to 256 rows at the SmolLM2 and world-model widths).
 //! Everything else (f64, other transposes, many rows, neither ISA) stays on gemm.
+#[cfg(target_arch = "x86_64")]
 use rayon::prelude::*;
 
 /// Above this many rows of X the packed `gemm` path is as fast or faster
@@ -28,12 +29,15 @@ pub const MAX_ROWS_AVX2: usize = 64;
 /// horizontal sums (the LoRA up-projection, k = rank): gemm does better.
 pub const MIN_DEPTH: usize = 64;
 /// Below this many multiply-adds one thread does the whole product.
+#[cfg(target_arch = "x86_64")]
 const PARALLEL_THRESHOLD: usize = 64 * 64 * 64;
 /// Rows of X per register block.
+#[cfg(target_arch = "x86_64")]
 const MR: usize = 4;
 /// W row tiles prefetched ahead: without it the first row block of each tile
 /// stalls on memory while the other blocks run from L1 (26.7 vs 34 ms for the
 /// GEMMs of a 135M decode step at 16 rows).
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_TILES: usize = 2;
 
 /// The instruction set the kernel runs with in this process.
@@ -110,14 +114,19 @@ pub(crate) fn xwt_with(isa: Option<Isa>, c: &mut [f32], x: &[f32], w: &[f32], m:
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("isa() is None off x86_64")
+    {
+        let _ = accumulate;
+        unreachable!("isa() is None off x86_64")
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 type Block = unsafe fn(*mut f32, &[f32], &[f32], usize, usize, usize, usize, usize, bool);
 
+#[cfg(target_arch = "x86_64")]
 struct SendPtr(*mut f32);
 // SAFETY: tasks write disjoint columns through it (see `xwt`).
+#[cfg(target_arch = "x86_64")]
 unsafe impl Sync for SendPtr {}
 
 /// The kernel for one instruction set: `$lanes` f32 lanes per vector of
