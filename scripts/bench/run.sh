@@ -70,6 +70,13 @@
 #   DART_BENCH_FULL=1     run the 4096^3 GEMM and SmolLM2 shape on a Cpu-type adapter too
 #   DART_WGPU_ADAPTER     pin the adapter (substring of its name, e.g. llvmpipe)
 #
+# Then the WASM benchmark (ts/scripts/bench-wasm.ts) writes
+# bench/results/wasm.json: the WASM build's forward+backward and decode
+# tokens/s on world/model next to the native addon's (1 thread, and all
+# threads) in the same run, as ratios, and the .wasm file's size.
+#   DART_BENCH_WASM_OUT   output file (default bench/results/wasm.json)
+#   DART_BENCH_NO_WASM=1  skip it
+#
 # Then the RL step benchmark (ts/scripts/bench-rl-step.ts) writes
 # bench/results/rl-step.json: one full GRPO step of the training loop on the
 # built-in world (world/model, world/train.jsonl, searches over
@@ -106,7 +113,7 @@ case "$cpu_class" in
     suffix="-avx2"
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/avx2-class"
     export DART_CPU_NO_AVX512=1 OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
-    export DART_BENCH_NO_SEARCH="${DART_BENCH_NO_SEARCH:-1}" DART_BENCH_NO_WGPU="${DART_BENCH_NO_WGPU:-1}" DART_BENCH_NO_RL_STEP="${DART_BENCH_NO_RL_STEP:-1}"
+    export DART_BENCH_NO_SEARCH="${DART_BENCH_NO_SEARCH:-1}" DART_BENCH_NO_WGPU="${DART_BENCH_NO_WGPU:-1}" DART_BENCH_NO_RL_STEP="${DART_BENCH_NO_RL_STEP:-1}" DART_BENCH_NO_WASM="${DART_BENCH_NO_WASM:-1}"
     ;;
   *) echo "DART_BENCH_CPU_CLASS=$cpu_class: expected native or avx2" >&2; exit 2 ;;
 esac
@@ -236,6 +243,14 @@ if [ "${DART_BENCH_NO_WGPU:-0}" != 1 ] && [ "${DART_BENCH_ONLY_GENERATE:-0}" != 
   fi
   echo "== dart-core wgpu engine"
   "$ew" run --out "$ew_out" --threads "$threads" "${quick[@]}" "${ew_args[@]}"
+fi
+
+# ---------------------------------------------------------------------------
+# WASM benchmark (bench/results/wasm.json): the WASM build's fwd+bwd and
+# decode tokens/s next to the native addon's in the same run, and the .wasm size.
+if [ "${DART_BENCH_NO_WASM:-0}" != 1 ] && [ "${DART_BENCH_ONLY_GENERATE:-0}" != 1 ] && [ "${DART_BENCH_ONLY_WGPU:-0}" != 1 ] && [ "$only_search" != 1 ]; then
+  echo "== dart-rl WASM build vs native"
+  pnpm exec tsx ts/scripts/bench-wasm.ts --out "${DART_BENCH_WASM_OUT:-bench/results/wasm.json}" $( [ "${DART_BENCH_QUICK:-0}" = 1 ] && echo --reps 1 )
 fi
 
 # ---------------------------------------------------------------------------

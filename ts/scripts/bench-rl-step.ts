@@ -44,7 +44,7 @@
  */
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import { execFileSync, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
@@ -56,6 +56,7 @@ import { pipelineLayer } from "../src/train/layers.ts"
 import { layerSilent } from "../src/train/Progress.ts"
 import { loadRecords, promptsAt, train } from "../src/train/Train.ts"
 import { Update } from "../src/update/Update.ts"
+import { cpuClass, cpuFlags, cpuModel, gitInfo, loadavg, sh } from "./bench-machine.ts"
 import type { Trajectory } from "../src/rollout/Rollout.ts"
 
 const ROOT = resolve(import.meta.dirname, "../..")
@@ -82,42 +83,6 @@ if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads: expec
 if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`--warmup: expected an integer >= 0, got ${args.warmup}`)
 if (!Number.isInteger(timedSteps) || timedSteps < 1) throw new Error(`--steps: expected an integer >= 1, got ${args.steps}`)
 if (trlLength !== "mean" && trlLength !== "budget") throw new Error(`--trl-length: expected mean or budget, got ${trlLength}`)
-
-// ---------------------------------------------------------------------------
-// Machine and git (the field names of crates/dart-bench/src/common.rs)
-
-const cpuFlags = (): Array<string> => {
-  const line = readFileSync("/proc/cpuinfo", "utf8").split("\n").find((l) => l.startsWith("flags")) ?? ""
-  const have = new Set(line.split(/\s+/))
-  return ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"].filter((f) => have.has(f))
-}
-const cpuModel = (): string => {
-  const line = readFileSync("/proc/cpuinfo", "utf8").split("\n").find((l) => l.startsWith("model name"))
-  return line?.split(":")[1]?.trim() ?? "unknown"
-}
-const cpuClass = (flags: ReadonlyArray<string>) => (flags.includes("avx512f") ? "avx512f" : flags.includes("avx2") ? "avx2" : "pre-avx2")
-const loadavg = (): string | null => {
-  try {
-    return readFileSync("/proc/loadavg", "utf8").trim()
-  } catch {
-    return null
-  }
-}
-const sh = (cmd: string, argv: ReadonlyArray<string>, trim = true): string | null => {
-  try {
-    const out = execFileSync(cmd, argv, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
-    return trim ? out.trim() : out
-  } catch {
-    return null
-  }
-}
-const gitInfo = () => {
-  const commit = sh("git", ["rev-parse", "HEAD"])
-  // Untrimmed: a trim would eat the status column of the first line.
-  const status = sh("git", ["status", "--porcelain", "--untracked-files=no"], false)
-  const dirtyFiles = status === null ? [] : status.split("\n").filter((l) => l.length > 3).map((l) => l.slice(3))
-  return { commit, dirty: status === null ? null : dirtyFiles.length > 0, dirty_files: dirtyFiles }
-}
 
 const median = (xs: ReadonlyArray<number>) => {
   const s = [...xs].sort((a, b) => a - b)
