@@ -28,7 +28,7 @@ export CARGO_TARGET_DIR="$ROOT/target/wasm"
 printf '[build-wasm] cargo build -p dart-wasm --target wasm32-unknown-unknown (release, simd128)\n'
 RUSTC_BOOTSTRAP=1 RUSTC="$RUSTC_WEB" \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
-  RUSTFLAGS="-C target-feature=+simd128" \
+  RUSTFLAGS="-C target-feature=+simd128 --cfg getrandom_backend=\"wasm_js\"" \
   "$CARGO_WEB" build -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown -p dart-wasm --release
 "$WASM_BINDGEN" --target web --out-dir crates/dart-wasm/pkg --out-name dart_wasm \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/dart_wasm.wasm"

@@ -12,32 +12,18 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { delimiter, dirname, join } from "node:path"
+import { dirname, join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { chromium, type Page } from "playwright-core"
 import { afterAll } from "vitest"
 import { Leas, layer } from "../src/leas/Leas.ts"
+import { chromiumPath, SKIP_BROWSER } from "./support/browser.ts"
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "leas", "scores.json")
-const SKIP = process.env.DART_SKIP_BROWSER === "1"
+const SKIP = SKIP_BROWSER
 if (SKIP) console.log("leas-browser: skipped because DART_SKIP_BROWSER=1 (the report is not checked in a browser)")
-
-/** The first executable `chromium` on PATH. */
-const findChromium = (): string | undefined => {
-  for (const folder of (process.env.PATH ?? "").split(delimiter)) {
-    if (folder === "") continue
-    const candidate = join(folder, "chromium")
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // not here
-    }
-  }
-  return undefined
-}
 
 const dir = mkdtempSync(join(tmpdir(), "dart-leas-browser-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -61,10 +47,7 @@ const column = (page: Page, key: string): Promise<Array<{ id: string; value: num
 
 describe.skipIf(SKIP)("the LEAS report in headless chromium", () => {
   it("renders offline without errors, every chart drawn, the table sorts numerically", async () => {
-    const executablePath = findChromium()
-    if (executablePath === undefined) {
-      throw new Error("chromium is not on PATH: run `bash scripts/setup.sh` (it installs Debian's chromium), or set DART_SKIP_BROWSER=1 to skip this test")
-    }
+    const executablePath = chromiumPath()
     const html = await Effect.runPromise(writeFixtureReport)
     const browser = await chromium.launch({ executablePath, headless: true, args: ["--headless=new", "--no-sandbox"] })
     try {

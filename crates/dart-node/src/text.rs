@@ -45,17 +45,6 @@ fn encoding(e: Encoded) -> JsEncoding {
     JsEncoding { ids: Int32Array::new(e.ids.iter().map(|&i| i as i32).collect()), offsets: Int32Array::new(offsets) }
 }
 
-fn ids_of(name: &str, ids: &[i32]) -> std::result::Result<Vec<u32>, TextError> {
-    match ids.iter().position(|&i| i < 0) {
-        Some(p) => Err(TextError::InvalidArgument(format!("{name}[{p}] = {} is negative; token ids are >= 0", ids[p]))),
-        None => Ok(ids.iter().map(|&i| i as u32).collect()),
-    }
-}
-
-fn json(name: &str, text: &str) -> std::result::Result<serde_json::Value, TextError> {
-    serde_json::from_str(text).map_err(|e| TextError::InvalidArgument(format!("{name} is not valid JSON: {e}")))
-}
-
 /// A Hugging Face tokenizer (tokenizer.json), run by the `tokenizers` crate.
 #[napi(js_name = "Tokenizer")]
 pub struct JsTokenizer {
@@ -124,13 +113,13 @@ impl JsTokenizer {
 
     #[napi]
     pub fn decode(&self, ids: Int32Array, skip_special_tokens: Option<bool>) -> Result<String, Code> {
-        sync(|| self.inner.decode(&ids_of("ids", &ids)?, skip_special_tokens.unwrap_or(false)))
+        sync(|| self.inner.decode(&dart_text::token_ids("ids", &ids)?, skip_special_tokens.unwrap_or(false)))
     }
 
     #[napi]
     pub fn decode_batch(&self, ids: Vec<Int32Array>, skip_special_tokens: Option<bool>) -> Result<Vec<String>, Code> {
         sync(|| {
-            let all = ids.iter().enumerate().map(|(i, s)| ids_of(&format!("ids[{i}]"), s)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let all = ids.iter().enumerate().map(|(i, s)| dart_text::token_ids(&format!("ids[{i}]"), s)).collect::<std::result::Result<Vec<_>, _>>()?;
             self.inner.decode_batch(&all, skip_special_tokens.unwrap_or(false))
         })
     }
@@ -197,7 +186,7 @@ impl JsChatTemplate {
         sync(|| {
             let tokens = match special_tokens_json {
                 None => serde_json::Map::new(),
-                Some(t) => match json("specialTokensJson", &t)? {
+                Some(t) => match dart_text::parse_json("specialTokensJson", &t)? {
                     serde_json::Value::Object(o) => o,
                     other => return Err(TextError::InvalidArgument(format!("specialTokensJson must be an object, got {other}"))),
                 },
@@ -212,9 +201,9 @@ impl JsChatTemplate {
     #[napi]
     pub fn render(&self, messages_json: String, add_generation_prompt: bool, tools_json: Option<String>, extra_json: Option<String>) -> Result<String, Code> {
         sync(|| {
-            let messages = json("messagesJson", &messages_json)?;
-            let tools = tools_json.map(|t| json("toolsJson", &t)).transpose()?;
-            let extra = extra_json.map(|t| json("extraJson", &t)).transpose()?;
+            let messages = dart_text::parse_json("messagesJson", &messages_json)?;
+            let tools = tools_json.map(|t| dart_text::parse_json("toolsJson", &t)).transpose()?;
+            let extra = extra_json.map(|t| dart_text::parse_json("extraJson", &t)).transpose()?;
             self.inner.render(&messages, tools.as_ref(), add_generation_prompt, extra.as_ref())
         })
     }

@@ -1,6 +1,7 @@
 //! dart-rl's engine as WebAssembly, through wasm-bindgen: the classes
 //! `Engine` and `Session` and the function `assignRoles`, with the napi
-//! addon's method names and argument shapes. Every argument is checked by
+//! addon's method names and argument shapes, and the text side a page needs
+//! (`Tokenizer`, `ChatTemplate`: dart-text, from file contents). Every argument is checked by
 //! `dart_core::api`, the code the addon uses, so both builds accept and
 //! refuse the same inputs. Errors are JS `Error`s whose `code` is the same
 //! DART_* string the addon gives.
@@ -24,6 +25,7 @@ use dart_core::api::{self, non_negative_int};
 use dart_core::checkpoint;
 use dart_core::generate::{Generated, Session};
 use dart_core::{DartError, ModelConfig, SlotReport};
+use dart_text::{ChatTemplate, TextError, TextTokenizer};
 use js_sys::{Array, Float32Array, Int32Array, Object, Reflect, Uint8Array};
 use serde::de::DeserializeOwned;
 use std::cell::{RefCell, RefMut, Ref};
@@ -67,6 +69,14 @@ fn js_error(code: &str, message: &str) -> JsValue {
 
 fn err(e: DartError) -> JsValue {
     js_error(e.code(), &e.to_string())
+}
+
+fn text_err(e: TextError) -> JsValue {
+    js_error(e.code(), &e.to_string())
+}
+
+fn text<T>(r: dart_text::Result<T>) -> JsResult<T> {
+    r.map_err(text_err)
 }
 
 type JsResult<T> = Result<T, JsValue>;
@@ -319,4 +329,90 @@ impl WasmSession {
 pub fn assign_roles(tokens: &[i32], sources: &[u8], rules: JsValue) -> JsResult<Uint8Array> {
     let rules = decode::<api::RoleRulesInput>("rules", rules)?;
     Ok(Uint8Array::from(&core(api::trajectory_roles(tokens, sources, rules))?[..]))
+}
+
+/// A Hugging Face tokenizer from the text of its tokenizer.json (dart-text,
+/// the `tokenizers` crate; the addon's `Tokenizer` reads it from a file).
+#[wasm_bindgen(js_name = Tokenizer)]
+pub struct WasmTokenizer {
+    inner: TextTokenizer,
+}
+
+#[wasm_bindgen(js_class = Tokenizer)]
+impl WasmTokenizer {
+    #[wasm_bindgen(js_name = fromJson)]
+    pub fn from_json(json: &str) -> JsResult<WasmTokenizer> {
+        Ok(WasmTokenizer { inner: text(TextTokenizer::from_json(json))? })
+    }
+
+    /// { ids: Int32Array, offsets: Int32Array [start0, end0, ...] }.
+    pub fn encode(&self, text_in: &str, add_special_tokens: Option<bool>) -> JsResult<Object> {
+        let e = text(self.inner.encode(text_in, add_special_tokens.unwrap_or(false)))?;
+        let ids: Vec<i32> = e.ids.iter().map(|&i| i as i32).collect();
+        let offsets: Vec<i32> = e.offsets.iter().flat_map(|&(a, b)| [a as i32, b as i32]).collect();
+        let o = Object::new();
+        set(&o, "ids", Int32Array::from(&ids[..]));
+        set(&o, "offsets", Int32Array::from(&offsets[..]));
+        Ok(o)
+    }
+
+    pub fn decode(&self, ids: &[i32], skip_special_tokens: Option<bool>) -> JsResult<String> {
+        text(self.inner.decode(&text(dart_text::token_ids("ids", ids))?, skip_special_tokens.unwrap_or(false)))
+    }
+
+    #[wasm_bindgen(js_name = tokenToId)]
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    #[wasm_bindgen(js_name = idToToken)]
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    #[wasm_bindgen(js_name = vocabSize)]
+    pub fn vocab_size(&self, with_added_tokens: Option<bool>) -> u32 {
+        self.inner.vocab_size(with_added_tokens.unwrap_or(true)) as u32
+    }
+
+    /// Each tag's token ids (default: the eight agent tags): [{ tag, ids }].
+    #[wasm_bindgen(js_name = resolveTags)]
+    pub fn resolve_tags(&self, tags: Option<Vec<String>>) -> JsResult<Array> {
+        let tags: Vec<String> = tags.unwrap_or_else(|| dart_text::AGENT_TAGS.iter().map(|s| s.to_string()).collect());
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let out = text(dart_text::resolve_tags(&self.inner, &refs))?;
+        Ok(out
+            .into_iter()
+            .map(|t| {
+                let o = Object::new();
+                let ids: Vec<i32> = t.ids.iter().map(|&i| i as i32).collect();
+                set(&o, "tag", t.tag);
+                set(&o, "ids", Int32Array::from(&ids[..]));
+                o
+            })
+            .collect())
+    }
+}
+
+/// A chat template rendered with minijinja (dart-text).
+#[wasm_bindgen(js_name = ChatTemplate)]
+pub struct WasmChatTemplate {
+    inner: ChatTemplate,
+}
+
+#[wasm_bindgen(js_class = ChatTemplate)]
+impl WasmChatTemplate {
+    /// From the text of tokenizer_config.json (its chat_template and special tokens).
+    #[wasm_bindgen(js_name = fromTokenizerConfigJson)]
+    pub fn from_tokenizer_config_json(json: &str) -> JsResult<WasmChatTemplate> {
+        let cfg = text(dart_text::parse_json("tokenizer_config.json", json))?;
+        Ok(WasmChatTemplate { inner: text(ChatTemplate::from_config_json(&cfg))? })
+    }
+
+    /// Renders messages (JSON text of [{role, content}]) as
+    /// apply_chat_template(..., tokenize=False) does.
+    pub fn render(&self, messages_json: &str, add_generation_prompt: bool) -> JsResult<String> {
+        let messages = text(dart_text::parse_json("messagesJson", messages_json))?;
+        text(self.inner.render(&messages, None, add_generation_prompt, None))
+    }
 }
