@@ -25,11 +25,11 @@ command -v wasm-ld >/dev/null 2>&1 || die "wasm-ld is missing: apt-get install l
 
 # A target folder of its own: the wasm32 std and deps do not evict the native builds.
 export CARGO_TARGET_DIR="$ROOT/target/wasm"
-printf '[build-wasm] cargo build -p dart-wasm --target wasm32-unknown-unknown (release, simd128)\n'
+printf '[build-wasm] cargo build -p dart-wasm --target wasm32-unknown-unknown (profile wasm, simd128)\n'
 RUSTC_BOOTSTRAP=1 RUSTC="$RUSTC_WEB" \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
   RUSTFLAGS="-C target-feature=+simd128 --cfg getrandom_backend=\"wasm_js\"" \
-  "$CARGO_WEB" build -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown -p dart-wasm --release
+  "$CARGO_WEB" build -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown -p dart-wasm --profile wasm
 "$WASM_BINDGEN" --target web --out-dir crates/dart-wasm/pkg --out-name dart_wasm \
-  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/dart_wasm.wasm"
+  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/dart_wasm.wasm"
 printf '[build-wasm] crates/dart-wasm/pkg/dart_wasm_bg.wasm: %s bytes\n' "$(stat -c %s crates/dart-wasm/pkg/dart_wasm_bg.wasm)"
