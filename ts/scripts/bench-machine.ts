@@ -5,6 +5,7 @@
  */
 import { execFileSync } from "node:child_process"
 import { readFileSync } from "node:fs"
+import { availableParallelism } from "node:os"
 import { resolve } from "node:path"
 
 const ROOT = resolve(import.meta.dirname, "../..")
@@ -40,4 +41,25 @@ export const gitInfo = () => {
   const status = sh("git", ["status", "--porcelain", "--untracked-files=no"], false)
   const dirtyFiles = status === null ? [] : status.split("\n").filter((l) => l.length > 3).map((l) => l.slice(3))
   return { commit, dirty: status === null ? null : dirtyFiles.length > 0, dirty_files: dirtyFiles }
+}
+
+/** The head every benchmark JSON starts with: name, schema, date, git, and the machine (CPU, OS, node, load before and after). */
+export const benchHeader = (benchmark: string, loadavgBefore: string | null) => {
+  const flags = cpuFlags()
+  return {
+    benchmark,
+    schema: 1,
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    git: gitInfo(),
+    machine: {
+      cpu_model: cpuModel(),
+      cpu_flags: flags,
+      cpu_class: cpuClass(flags),
+      nproc: availableParallelism(),
+      os: sh("uname", ["-srm"]),
+      node: process.version,
+      loadavg_before: loadavgBefore,
+      loadavg_after: loadavg()
+    }
+  }
 }

@@ -56,7 +56,7 @@ import { pipelineLayer } from "../src/train/layers.ts"
 import { layerSilent } from "../src/train/Progress.ts"
 import { loadRecords, promptsAt, train } from "../src/train/Train.ts"
 import { Update } from "../src/update/Update.ts"
-import { cpuClass, cpuFlags, cpuModel, gitInfo, loadavg, sh } from "./bench-machine.ts"
+import { benchHeader, loadavg } from "./bench-machine.ts"
 import type { Trajectory } from "../src/rollout/Rollout.ts"
 
 const ROOT = resolve(import.meta.dirname, "../..")
@@ -312,7 +312,6 @@ const trlPart = async (config: TrainConfig, maxCompletion: number): Promise<TrlR
 
 const main = async () => {
   const started = performance.now()
-  const flags = cpuFlags()
   const loadBefore = loadavg()
   const config = await Effect.runPromise(decodeConfig(raw, "bench-rl-step"))
   const announce = (what: string) => console.error(`== dart-rl GRPO step, ${what} (built-in world, ${warmup} warm-up + ${timedSteps} timed steps, ${threads} threads)`)
@@ -339,21 +338,12 @@ const main = async () => {
   if (trlJson !== null) console.error(`TRL: ${trlStep} s/step, ${String(trlJson.generated_tokens_per_step)} generated tokens/step; ratio per step ${stepRatio}, per generated token ${tokenRatio}`)
   else console.error(`TRL skipped: ${(trl as { reason: string }).reason}`)
   const target = 3
+  const header = benchHeader("dart-rl GRPO step vs TRL GRPOTrainer (cpu)", loadBefore)
   const result = {
-    benchmark: "dart-rl GRPO step vs TRL GRPOTrainer (cpu)",
-    schema: 1,
-    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
-    git: gitInfo(),
+    ...header,
     machine: {
-      cpu_model: cpuModel(),
-      cpu_flags: flags,
-      cpu_class: cpuClass(flags),
-      nproc,
+      ...header.machine,
       threads_used: threads,
-      os: sh("uname", ["-srm"]),
-      node: process.version,
-      loadavg_before: loadBefore,
-      loadavg_after: loadavg(),
       trl_loadavg_before: trlJson?.loadavg_before ?? null,
       trl_loadavg_after: trlJson?.loadavg_after ?? null
     },

@@ -20,7 +20,7 @@ import { parseArgs } from "node:util"
 import { gzipSync } from "node:zlib"
 import { LORA_TARGETS, loadEngine, type NativeEngine } from "../src/engine/native.ts"
 import { wasmPackageDir } from "../src/engine/wasm.ts"
-import { cpuClass, cpuFlags, cpuModel, gitInfo, loadavg, sh } from "./bench-machine.ts"
+import { benchHeader, loadavg } from "./bench-machine.ts"
 
 const ROOT = resolve(import.meta.dirname, "../..")
 const { values: args } = parseArgs({
@@ -104,22 +104,8 @@ const nativeAll = await measure("native", nproc)
 for (const r of [wasm, native1, nativeAll]) console.error(`${r.build} (${r.threads} threads): fwd+bwd ${r.train_tokens_per_s} tok/s, decode ${r.decode_tokens_per_s} tok/s`)
 const wasmFile = join(wasmPackageDir, "dart_wasm_bg.wasm")
 const bytes = readFileSync(wasmFile)
-const flags = cpuFlags()
 const result = {
-  benchmark: "dart-rl engine: WASM build vs native cpu (same run)",
-  schema: 1,
-  date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
-  git: gitInfo(),
-  machine: {
-    cpu_model: cpuModel(),
-    cpu_flags: flags,
-    cpu_class: cpuClass(flags),
-    nproc,
-    os: sh("uname", ["-srm"]),
-    node: process.version,
-    loadavg_before: loadBefore,
-    loadavg_after: loadavg()
-  },
+  ...benchHeader("dart-rl engine: WASM build vs native cpu (same run)", loadBefore),
   settings: {
     model: "world/model",
     train_batch: `${SEQS} sequences x ${SEQ_LEN} tokens, two rank-8 adapters on all 7 projections, DART routes`,
